@@ -1,0 +1,1 @@
+"""The networks: ReLumix UNet (diffusers), temporal VAE (diffusers) and CLIP image encoder (transformers)."""
