@@ -1,0 +1,176 @@
+"""The project's own formats: one ``.safetensors`` file, or a diffusers-style folder.
+
+Single file: tensors named ``<component>.<diffusers name>``, and the :class:`ReLumixConfig` as JSON in the header
+metadata (``format=relumix``), so loading needs no guessing. Folder: one subfolder per component holding
+``config.json`` and ``diffusion_pytorch_model.safetensors``, plus ``model_index.json`` with the whole config.
+Writes go to a temporary file that replaces the target only when complete: a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from .components import COMPONENTS
+from .errors import CheckpointError
+from .loading import FORMAT_NAME, FORMAT_VERSION, LoadOptions, LoadReport, _materialise, load_into
+from .model import ReLumixConfig, ReLumixModel
+from .tensor_source import SafetensorsSource, TensorSource, open_tensor_file
+
+FOLDER_WEIGHTS = "diffusion_pytorch_model.safetensors"
+FOLDER_INDEX = "model_index.json"
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@contextmanager
+def atomic_path(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``target`` that replaces it only if the block succeeds."""
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; choose another name or pass overwrite=True (--overwrite)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def component_state(module: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """A component's persistent tensors, contiguous and cast (floating point only)."""
+    out = {}
+    for name, tensor in module.state_dict().items():
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        out[name] = tensor.contiguous()
+    return out
+
+
+def save_single_file(
+    model: ReLumixModel, path: str | Path, dtype: torch.dtype | None = None, overwrite: bool = False
+) -> Path:
+    """Write ``model`` in the project's single-file format (atomically)."""
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in model.unique_components().items():
+        tensors.update({f"{name}.{k}": v for k, v in component_state(module, dtype).items()})
+    metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": model.config.to_json()}
+    with atomic_path(path, overwrite) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def _load_components(
+    config: ReLumixConfig, tensor_for: dict[str, tuple[TensorSource, str]], opts: LoadOptions, report: LoadReport
+) -> ReLumixModel:
+    """Build each configured component on meta and fill it from ``tensor_for[component] = (source, prefix)``."""
+    modules: dict[str, nn.Module] = {}
+    for name, component_config in config.components.items():
+        if not opts.wants(name):
+            continue
+        if name not in tensor_for:
+            raise CheckpointError(f"{report.source}: the config lists {name} but its weights are missing")
+        source, prefix = tensor_for[name]
+        with torch.device("meta"):
+            module = COMPONENTS[name].build(component_config)
+        state = {k[len(prefix) :]: _materialise(source[k], opts) for k in source if k.startswith(prefix)}
+        modules[name] = load_into(module, state, f"{source.path} [{name}]", report)
+    report.absent = [n for n in COMPONENTS if n not in config.components and n not in config.shared]
+    if "unet" not in modules:
+        raise CheckpointError(f"{report.source} has no UNet")
+    from .loading import _report_gates
+
+    _report_gates(report, modules["unet"])
+    report.config = config
+    report.dtype = str(next(modules["unet"].parameters()).dtype).replace("torch.", "")
+    return ReLumixModel(config, modules)
+
+
+def _read_config(text: str, where: object) -> ReLumixConfig:
+    try:
+        return ReLumixConfig.from_json(text)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{where}: the ReLumix config in the file is invalid: {err}") from None
+
+
+def load_single_file(source: TensorSource, opts: LoadOptions) -> tuple[ReLumixModel, LoadReport]:
+    """Load the project's single-file format (config from the header metadata)."""
+    report = LoadReport(str(source.path), "ReLumix single file")
+    config = _read_config(source.metadata.get("config", ""), source.path)
+    known = {f"{name}." for name in COMPONENTS}
+    report.unexpected = [k for k in source if not k.startswith(tuple(known))]
+    if report.unexpected:
+        raise CheckpointError(f"{source.path}: unexpected tensors {report.unexpected[:3]}")
+    tensor_for = {name: (source, f"{name}.") for name in config.components}
+    return _load_components(config, tensor_for, opts, report), report
+
+
+def save_folder(model: ReLumixModel, folder: str | Path, dtype: torch.dtype | None = None,
+                overwrite: bool = False) -> Path:
+    """Write a diffusers-style folder: ``<component>/config.json`` + weights, and ``model_index.json``."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise FileExistsError(f"{folder} exists and is not empty; pass overwrite=True (--overwrite)")
+    for name, module in model.unique_components().items():
+        sub = folder / name
+        with atomic_path(sub / FOLDER_WEIGHTS, overwrite=True) as tmp:
+            save_file(component_state(module, dtype), str(tmp))
+        (sub / "config.json").write_text(json.dumps(model.config.components[name].to_dict(), indent=2))
+    index = json.loads(model.config.to_json())
+    index["_class_name"] = "ReLumixModel"
+    (folder / FOLDER_INDEX).write_text(json.dumps(index, indent=2))
+    return folder
+
+
+def load_folder(folder: Path, opts: LoadOptions) -> tuple[ReLumixModel, LoadReport]:
+    """Load a folder written by :func:`save_folder`."""
+    index = folder / FOLDER_INDEX
+    if not index.exists():
+        raise CheckpointError(
+            f"{folder} is a folder without {FOLDER_INDEX}; expected a ReLumix diffusers-style folder "
+            "(made by 'relumix convert SRC DST/' ) or a checkpoint file"
+        )
+    report = LoadReport(str(folder), "diffusers-style folder")
+    config = _read_config(index.read_text(), index)
+    tensor_for = {}
+    for name in config.components:
+        weights = folder / name / FOLDER_WEIGHTS
+        if not weights.exists():
+            raise CheckpointError(f"{folder}: {name}/{FOLDER_WEIGHTS} is missing")
+        tensor_for[name] = (SafetensorsSource(weights), "")
+    return _load_components(config, tensor_for, opts, report), report
+
+
+def convert_checkpoint(
+    src: str | Path, dst: str | Path, dtype: str | None = None, overwrite: bool = False, **load_options: object
+) -> LoadReport:
+    """Convert any supported checkpoint to the single-file format (or a folder if ``dst`` ends with '/')."""
+    torch_dtype = None
+    if dtype is not None:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+        torch_dtype = DTYPES[dtype]
+    from .loading import load_relumix
+
+    model, report = load_relumix(src, dtype=torch_dtype, **load_options)
+    dst_str = str(dst)
+    if dst_str.endswith(("/", os.sep)) or Path(dst).is_dir():
+        save_folder(model, dst, overwrite=overwrite)
+    else:
+        save_single_file(model, dst, overwrite=overwrite)
+    return report
+
+
+__all__ = ["convert_checkpoint", "load_folder", "load_single_file", "open_tensor_file", "save_folder",
+           "save_single_file"]
