@@ -330,3 +330,22 @@ def test_nonsense_shapes_raise_checkpoint_error() -> None:
         )
     with pytest.raises(KeyError):
         convert_first_stage_key("quant_conv.weight", torch.empty(1, device="meta"), CONFIGS["tiny_like"])
+
+
+def test_full_size_engine_keys_convert_on_meta(official_fixtures: Path) -> None:
+    """The released-size layout (engine_full_keys.json): config inference and every key, on the meta device."""
+    keys = json.loads((official_fixtures / "engine_full_keys.json").read_text())["keys"]
+    shapes = {k["name"]: tuple(k["shape"]) for k in keys}
+    for prefix in PREFIXES:
+        sgm = {k[len(prefix) :]: v for k, v in shapes.items() if k.startswith(prefix)}
+        config = infer_vae_config(sgm)
+        assert config.block_out_channels == (128, 256, 512, 512) and config.num_res_blocks == 2
+        first = prefix.startswith("first")
+        assert sgm_vae_shapes(config, "first_stage" if first else "latent_encoder") == sgm
+        with torch.device("meta"):
+            module = build_temporal_vae(config) if first else build_latent_encoder(config)
+        convert = convert_first_stage_key if first else convert_latent_encoder_key
+        ours = {n: tuple(t.shape) for k, v in sgm.items() for n, t in convert(k, torch.empty(v, device="meta"), config)}
+        if first:
+            ours |= {k: tuple(v.shape) for k, v in first_stage_extra_tensors(config, torch.float32, "meta").items()}
+        assert ours == {k: tuple(v.shape) for k, v in module.state_dict().items()}
