@@ -41,6 +41,7 @@ class LoadReport:
     gates: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     dtype: str = ""
+    converted: int = 0  # source tensors that went into a module
 
     def ignore(self, reason: str, key: str) -> None:
         self.ignored.setdefault(reason, []).append(key)
@@ -146,6 +147,8 @@ def _check_is_relumix_unet(shapes: Mapping[str, tuple[int, ...]], path: Path) ->
 def _same_tensors(source: TensorSource, prefix_a: str, prefix_b: str, names: list[str]) -> bool:
     for name in names:
         a, b = prefix_a + name, prefix_b + name
+        if a in source and source[a].is_meta:
+            return False  # shapes only (key manifests): nothing to compare
         if a not in source or source.shape(a) != source.shape(b) or not torch.equal(source[a], source[b]):
             return False
     return len([k for k in source if k.startswith(prefix_a)]) == len([k for k in source if k.startswith(prefix_b)])
@@ -234,6 +237,7 @@ def _build_and_load(
         except KeyError:
             report.unexpected.append(key)
             continue
+        report.converted += 1
         for target, tensor in pairs:
             state[target] = _materialise(tensor, opts)
     if spec.extra is not None:

@@ -142,7 +142,9 @@ class ReLumixUNet(UNetSpatioTemporalConditionModel):
         for module in list(self.modules()):
             for name, child in module.named_children():
                 if type(child) is Timesteps:
-                    replacement = SinusoidalEmbedding(child.num_channels, child.flip_sin_to_cos, child.downscale_freq_shift)
+                    replacement = SinusoidalEmbedding(
+                        child.num_channels, child.flip_sin_to_cos, child.downscale_freq_shift
+                    )
                     setattr(module, name, replacement)
 
     def set_sinusoid_dtype(self, dtype: torch.dtype) -> None:
@@ -210,6 +212,12 @@ class ReLumixUNet(UNetSpatioTemporalConditionModel):
         if getattr(block, "has_cross_attention", False):
             kwargs["encoder_hidden_states"] = context
         return kwargs
+
+
+def cast_module(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``nn.Module.to(dtype)``: diffusers 0.42's ``ModelMixin.to`` warns about float32-pinned modules even when a
+    model has none, on every call."""
+    return nn.Module.to(module, dtype)
 
 
 def build_unet(config: UNetConfig) -> ReLumixUNet:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..denoiser import Conditioning, GuidedDenoiser
+from ..models.unet import cast_module
 from ..sampling import edm_sigmas, linear_guidance_scale, sample_euler_edm
 from .common import Fixture, ParityResult, compare
 from .unet import load_fixture_unet
@@ -32,7 +33,7 @@ def check(fixture: Fixture) -> list[ParityResult]:
     for prefix, dtype in (("f32", torch.float32), ("f64", torch.float64)):
         if f"{prefix}.sample" not in t:
             continue
-        unet.to(dtype)
+        cast_module(unet, dtype)
         sigmas = edm_sigmas(sampler["num_steps"], disc["sigma_min"], disc["sigma_max"], disc["rho"], dtype=dtype)
         scale = linear_guidance_scale(frames, guider["min_scale"], guider["max_scale"], dtype=dtype)
         denoiser = GuidedDenoiser(
@@ -41,7 +42,7 @@ def check(fixture: Fixture) -> list[ParityResult]:
         denoiser.trace = []
         states: list[torch.Tensor] = []
         with torch.no_grad():
-            sample = sample_euler_edm(denoiser, t["noise"].to(dtype), sigmas, lambda i, n, x: states.append(x))
+            sample = sample_euler_edm(denoiser, t["noise"].to(dtype), sigmas, lambda _i, _n, x, s=states: s.append(x))
         results.append(compare(f"{prefix}.sigmas", sigmas, t[f"{prefix}.sigmas"]))
         results.append(compare(f"{prefix}.guider_scale", scale[None], t[f"{prefix}.guider_scale"]))
         for i, record in enumerate(denoiser.trace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..convert.unet import UNetKeyMapper, convert_unet_key, infer_unet_config
-from ..models.unet import ReLumixUNet, build_unet
+from ..models.unet import ReLumixUNet, build_unet, cast_module
 from .common import Fixture, ParityResult, compare
 
 PREFIX = "model.diffusion_model."
@@ -39,7 +39,7 @@ def check(fixture: Fixture) -> list[ParityResult]:
     for name, dtype, sinusoid_dtype, indicator in runs:
         if name not in t:
             continue
-        unet.to(dtype)
+        cast_module(unet, dtype)
         unet.set_sinusoid_dtype(sinusoid_dtype)
         with torch.no_grad():
             out = unet(

@@ -1,0 +1,109 @@
+"""ReLumix conditioning: frame replacement, per-frame latents and CLIP context, the vector, and the uncond branch.
+
+This reproduces the official ``GeneralConditioner`` as ``DiffusionEngine.sample_video`` calls it (fixtures README,
+"Real (full-model) data layout"):
+
+* ``crossattn`` [B*T, 1, 2*D] = CLIP of each source frame (frame 0 = reference) | CLIP of the reference;
+* ``concat`` [B*T, 8, h, w] = VAE mode of each noise-augmented source frame | VAE mode of the reference, unscaled;
+* ``vector`` [B*T, fps_dim + cond_aug_dim] = [cos|sin] sinusoids of fps_id and of cond_aug;
+* the unconditional branch zeroes only the source-frame halves (the reference halves and the vector stay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .denoiser import Conditioning
+from .model import ReLumixModel
+from .models.clip import embed_images
+from .models.unet import sinusoidal_embedding
+
+ReferenceRange = Literal["official", "training"]
+REFERENCE_RANGES: tuple[str, ...] = ("official", "training")
+
+#: Defaults of the authors' inference (``infer_relit.py`` / ``run_relumix.sh``).
+DEFAULT_FPS_ID = 15
+DEFAULT_COND_AUG = 0.02
+
+
+@dataclass
+class ConditioningInputs:
+    """The official batch for B videos of T frames (images in [-1, 1], rows frame-minor)."""
+
+    frames: torch.Tensor  # [B*T, 3, H, W] source frames with frame 0 replaced (``cond_frames_without_noise``)
+    noisy_frames: torch.Tensor  # [B*T, 3, H, W] frames + cond_aug * N(0,1) (``cond_frames``)
+    reference: torch.Tensor  # [B, 3, H, W] the relit reference as the embedders see it (``cond_frames_1dst``)
+    num_frames: int
+    fps_id: float = DEFAULT_FPS_ID
+    cond_aug: float = DEFAULT_COND_AUG
+
+
+def replace_first_frame(frames: torch.Tensor, reference: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Frame replacement: frame 0 of every video becomes its reference ([B*T,...] rows, [B,...] references)."""
+    videos = frames.unflatten(0, (-1, num_frames)).clone()
+    videos[:, 0] = reference
+    return videos.flatten(0, 1)
+
+
+def reference_for_embedders(reference_m11: torch.Tensor, reference_range: ReferenceRange) -> torch.Tensor:
+    """The reference as the embedders receive it.
+
+    ``official``: in [0, 1], as the authors' inference scripts pass it (quirk Q2: CLIP then shifts it again and the
+    VAE sees a [0, 1] image). ``training``: in [-1, 1], as during training.
+    """
+    if reference_range == "official":
+        return (reference_m11 + 1) / 2
+    if reference_range == "training":
+        return reference_m11
+    raise ValueError(f"reference_range must be one of {REFERENCE_RANGES}, got {reference_range!r}")
+
+
+def make_inputs(
+    frames_m11: torch.Tensor,
+    reference_m11: torch.Tensor,
+    num_frames: int,
+    noise: torch.Tensor,
+    fps_id: float = DEFAULT_FPS_ID,
+    cond_aug: float = DEFAULT_COND_AUG,
+    reference_range: ReferenceRange = "official",
+) -> ConditioningInputs:
+    """Build the official batch from source frames and references in [-1, 1] and the cond_aug noise draw."""
+    frames = replace_first_frame(frames_m11, reference_m11, num_frames)
+    return ConditioningInputs(
+        frames=frames,
+        noisy_frames=frames + cond_aug * noise,
+        reference=reference_for_embedders(reference_m11, reference_range),
+        num_frames=num_frames,
+        fps_id=fps_id,
+        cond_aug=cond_aug,
+    )
+
+
+def conditioning_vector(model: ReLumixModel, rows: int, fps_id: float, cond_aug: float) -> torch.Tensor:
+    """[rows, fps_dim + cond_aug_dim]: sinusoids of fps_id and cond_aug (computed in float32, as in sgm)."""
+    cfg = model.config
+    fps = sinusoidal_embedding(torch.full((rows,), float(fps_id)), cfg.fps_embed_dim)
+    aug = sinusoidal_embedding(torch.full((rows,), float(cond_aug)), cfg.cond_aug_embed_dim)
+    return torch.cat([fps, aug], dim=-1)
+
+
+def encode_conditioning(model: ReLumixModel, inputs: ConditioningInputs) -> tuple[Conditioning, Conditioning]:
+    """(cond, uncond) for the sampler, exactly as the official conditioner computes them."""
+    t = inputs.num_frames
+    clip_frames = embed_images(model.component("image_encoder"), inputs.frames)
+    clip_ref = embed_images(model.component("reference_image_encoder"), inputs.reference)
+    latent_frames = model.component("frame_encoder")(inputs.noisy_frames)
+    latent_ref = model.component("reference_encoder")(inputs.reference)
+    crossattn = torch.cat([clip_frames, clip_ref.repeat_interleave(t, dim=0)], dim=-1)[:, None]
+    concat = torch.cat([latent_frames, latent_ref.repeat_interleave(t, dim=0)], dim=1)
+    vector = conditioning_vector(model, crossattn.shape[0], inputs.fps_id, inputs.cond_aug).to(crossattn)
+    cond = Conditioning(crossattn, concat, vector)
+    uncond = Conditioning(
+        torch.cat([torch.zeros_like(clip_frames)[:, None], crossattn[..., clip_frames.shape[-1] :]], dim=-1),
+        torch.cat([torch.zeros_like(latent_frames), concat[:, latent_frames.shape[1] :]], dim=1),
+        vector,
+    )
+    return cond, uncond

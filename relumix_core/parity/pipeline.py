@@ -1,0 +1,96 @@
+"""End-to-end parity: ``infer_relit.py`` on the tiny engine (``pipeline_tiny.json``), from frames to video."""
+
+from __future__ import annotations
+
+import torch
+
+from ..conditioning import ConditioningInputs, encode_conditioning, make_inputs
+from ..pipeline import ClipResult, RelightSettings, ReLumixPipeline
+from .common import Fixture, ParityResult, compare
+from .conditioner import compare_conditioning
+from .engine import load_fixture_engine
+from .sampler import _state_tolerance
+
+REFERENCE_RANGES = {"ref01": "official", "refm11": "training"}
+
+
+def _load_input(t: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``infer_relit.load_input``: frames to [0,1] with frame 0 replaced by the reference."""
+    rgb = (t["input.video_m11"] + 1) / 2
+    rgb[0] = (t["input.ref_m11"] + 1) / 2
+    return rgb
+
+
+def check(fixture: Fixture) -> list[ParityResult]:
+    t, meta = fixture.tensors, fixture.meta
+    cli = meta["cli_equivalent"]
+    settings = RelightSettings(
+        num_steps=int(cli["num_steps"]),
+        min_guidance=float(cli["guider_min_scale"]),
+        max_guidance=float(cli["guider_max_scale"]),
+        fps_id=float(cli["frame_rate"]),
+        cond_aug=float(cli["cond_aug"]),
+        decode_chunk_size=int(cli["decoding_t"]),
+    )
+    rgb01 = _load_input(t)
+    results = [compare("load_input.input_rgb_01", rgb01, t["load_input.input_rgb_01"])]
+    batch = make_inputs(rgb01 * 2 - 1, t["input.ref_m11"][None], rgb01.shape[0], t["input.cond_aug_noise"],
+                        settings.fps_id, settings.cond_aug, "official")
+    results.append(compare("batch.cond_frames_without_noise", batch.frames, t["batch.cond_frames_without_noise"]))
+    results.append(compare("batch.cond_frames", batch.noisy_frames, t["batch.cond_frames"]))
+    results.append(compare("batch.cond_frames_1dst.ref01", batch.reference, t["batch.cond_frames_1dst.ref01"]))
+    for prefix, dtype in (("f32", torch.float32), ("f64", torch.float64)):
+        pipe = ReLumixPipeline(load_fixture_engine(fixture, dtype))
+        for ref, reference_range in REFERENCE_RANGES.items():
+            if f"{ref}.{prefix}.sampled_video" not in t:
+                continue
+            settings.reference_range = reference_range  # type: ignore[assignment]
+            if dtype == torch.float32:
+                out = pipe.relight_clip(
+                    rgb01,
+                    (t["input.ref_m11"] + 1) / 2,
+                    settings,
+                    cond_noise=t["input.cond_aug_noise"],
+                    latent_noise=t["input.latent_noise"],
+                    trace=True,
+                )
+            else:
+                out = _run_from_stored_batch(pipe, t, ref, settings, dtype)
+            key = f"{ref}.{prefix}"
+            results += compare_conditioning(key, out.cond, out.uncond, t, pipe.model.config.fps_embed_dim)
+            for i, step in enumerate(out.trace):
+                magnitude = step["x_in"].abs().max().item()
+                for name in ("x_in", "denoised"):
+                    stored = f"{key}.step{i}.{name}"
+                    if stored in t:
+                        tol = _state_tolerance(magnitude) if name == "x_in" and dtype == torch.float32 else None
+                        results.append(compare(stored, step[name], t[stored], tol))
+            results.append(compare(f"{key}.sampled_z", out.latents, t[f"{key}.sampled_z"]))
+            results.append(compare(f"{key}.decoded_raw", out.decoded, t[f"{key}.decoded_raw"]))
+            results.append(compare(f"{key}.sampled_video", out.video, t[f"{key}.sampled_video"]))
+            if f"{key}.decoded_raw_unchunked" in t:
+                whole = RelightSettings(decode_chunk_size=out.latents.shape[0])
+                results.append(compare(f"{key}.decoded_raw_unchunked", pipe.decode(out.latents, whole),
+                                       t[f"{key}.decoded_raw_unchunked"]))
+    return results
+
+
+@torch.no_grad()
+def _run_from_stored_batch(
+    pipe: ReLumixPipeline, t: dict[str, torch.Tensor], ref: str, settings: RelightSettings, dtype: torch.dtype
+) -> ClipResult:
+    """The float64 reference run used the float32 batch upcast (fixtures README), so start from that batch."""
+    inputs = ConditioningInputs(
+        frames=t["batch.cond_frames_without_noise"].to(dtype),
+        noisy_frames=t["batch.cond_frames"].to(dtype),
+        reference=t[f"batch.cond_frames_1dst.{ref}"].to(dtype),
+        num_frames=int(t["batch.num_video_frames"].item()),
+        fps_id=settings.fps_id,
+        cond_aug=settings.cond_aug,
+    )
+    cond, uncond = encode_conditioning(pipe.model, inputs)
+    trace: list[dict[str, torch.Tensor]] = []
+    latents = pipe.sample(cond, uncond, t["input.latent_noise"].to(dtype), settings, trace=trace)
+    decoded = pipe.decode(latents, settings)
+    video = torch.clamp((decoded + 1.0) / 2.0, 0.0, 1.0)
+    return ClipResult(video, latents, decoded, cond, uncond, trace)
