@@ -26,6 +26,18 @@ def _head_widths(fixture: Fixture) -> tuple[int, int]:
     return int(unet_heads), int(clip_heads)
 
 
+def _fps_embed_dim(fixture: Fixture) -> int | None:
+    """Width of the fps_id sinusoid (the vector's split is not in any shape): from the JSON or its yaml."""
+    if "fps_id_outdim" in fixture.meta:
+        return int(fixture.meta["fps_id_outdim"])
+    yaml = fixture.meta.get("tiny_engine_yaml")
+    if yaml:
+        for embedder in yaml["params"]["conditioner_config"]["params"]["emb_models"]:
+            if embedder.get("input_key") == "fps_id":
+                return int(embedder["params"]["outdim"])
+    return None
+
+
 def load_fixture_engine(fixture: Fixture, dtype: torch.dtype) -> ReLumixModel:
     """The union of the folder's weight files is the complete tiny engine (fixtures README, section 8)."""
     tensors: dict[str, torch.Tensor] = {}
@@ -33,6 +45,8 @@ def load_fixture_engine(fixture: Fixture, dtype: torch.dtype) -> ReLumixModel:
         weights = fixture.sibling(name.replace(".safetensors", ".json"))
         tensors.update({k: v for k, v in weights.tensors.items() if k.startswith(WEIGHT_PREFIXES)})
     unet_heads, clip_heads = _head_widths(fixture)
-    options = LoadOptions(dtype=dtype, num_head_channels=unet_heads, clip_head_width=clip_heads)
+    options = LoadOptions(
+        dtype=dtype, num_head_channels=unet_heads, clip_head_width=clip_heads, fps_embed_dim=_fps_embed_dim(fixture)
+    )
     model, _ = load_official(DictSource(fixture.path.parent / "engine", tensors), options)
     return model
