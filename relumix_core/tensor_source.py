@@ -43,11 +43,17 @@ class SafetensorsSource(TensorSource):
             self._file = safe_open(str(path), framework="pt", device="cpu")
             metadata = self._file.metadata()
             self._keys = list(self._file.keys())
+            self._keyset = set(self._keys)
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from None
         super().__init__(path, metadata)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._keyset
+
     def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._keyset:
+            raise KeyError(name)
         try:
             return self._file.get_tensor(name)
         except SafetensorError as err:
