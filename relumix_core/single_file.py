@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,12 @@ FOLDER_INDEX = "model_index.json"
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(target: Path, overwrite: bool = False) -> Iterator[Path]:
     """A temporary path beside ``target`` that replaces it only if the block succeeds."""
@@ -41,6 +48,7 @@ def atomic_path(target: Path, overwrite: bool = False) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -99,6 +107,9 @@ def _load_components(
 
 def _read_config(text: str, where: object) -> ReLumixConfig:
     try:
+        data = json.loads(text)
+        if isinstance(data, dict):  # model_index.json also holds diffusers' "_class_name" and the like
+            text = json.dumps({k: v for k, v in data.items() if not k.startswith("_")})
         return ReLumixConfig.from_json(text)
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{where}: the ReLumix config in the file is invalid: {err}") from None
@@ -118,19 +129,43 @@ def load_single_file(source: TensorSource, opts: LoadOptions) -> tuple[ReLumixMo
 
 def save_folder(model: ReLumixModel, folder: str | Path, dtype: torch.dtype | None = None,
                 overwrite: bool = False) -> Path:
-    """Write a diffusers-style folder: ``<component>/config.json`` + weights, and ``model_index.json``."""
+    """Write a diffusers-style folder: ``<component>/config.json`` + weights, and ``model_index.json``.
+
+    Everything is written to a temporary folder beside ``folder`` first, so a failure leaves no half-written
+    model behind. With ``overwrite``, only the entries this function writes are replaced in an existing folder.
+    """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} exists and is not empty; pass overwrite=True (--overwrite)")
-    for name, module in model.unique_components().items():
-        sub = folder / name
-        with atomic_path(sub / FOLDER_WEIGHTS, overwrite=True) as tmp:
-            save_file(component_state(module, dtype), str(tmp))
-        (sub / "config.json").write_text(json.dumps(model.config.components[name].to_dict(), indent=2))
-    index = json.loads(model.config.to_json())
-    index["_class_name"] = "ReLumixModel"
-    (folder / FOLDER_INDEX).write_text(json.dumps(index, indent=2))
-    return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        for name, module in model.unique_components().items():
+            sub = tmp / name
+            sub.mkdir()
+            save_file(component_state(module, dtype), str(sub / FOLDER_WEIGHTS))
+            (sub / "config.json").write_text(json.dumps(model.config.components[name].to_dict(), indent=2))
+        index = json.loads(model.config.to_json())
+        index["_class_name"] = "ReLumixModel"
+        (tmp / FOLDER_INDEX).write_text(json.dumps(index, indent=2))
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+        if not folder.exists():
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+            os.replace(tmp, folder)
+            return folder
+        # Overwrite in place: drop the old index first, so that a folder caught half-way never looks loadable.
+        (folder / FOLDER_INDEX).unlink(missing_ok=True)
+        for entry in sorted(tmp.iterdir(), key=lambda e: e.name == FOLDER_INDEX):
+            target = folder / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        return folder
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_folder(folder: Path, opts: LoadOptions) -> tuple[ReLumixModel, LoadReport]:
@@ -163,12 +198,16 @@ def convert_checkpoint(
         torch_dtype = DTYPES[dtype]
     from .loading import load_relumix
 
+    dst_path = Path(dst).expanduser()
+    to_folder = str(dst).endswith(("/", os.sep)) or dst_path.is_dir()
+    if not overwrite and dst_path.exists() and (not to_folder or any(dst_path.iterdir())):
+        # Before loading: refusing after minutes of conversion would waste them.
+        raise FileExistsError(f"{dst_path} already exists; choose another name or pass overwrite=True (--overwrite)")
     model, report = load_relumix(src, dtype=torch_dtype, **load_options)
-    dst_str = str(dst)
-    if dst_str.endswith(("/", os.sep)) or Path(dst).is_dir():
-        save_folder(model, dst, overwrite=overwrite)
+    if to_folder:
+        save_folder(model, dst_path, overwrite=overwrite)
     else:
-        save_single_file(model, dst, overwrite=overwrite)
+        save_single_file(model, dst_path, overwrite=overwrite)
     return report
 
 

@@ -1,0 +1,139 @@
+"""A tiny ReLumix of the same architecture as the real one, with random weights.
+
+It exists so that the CLI, loading, conversion and the pipeline can be exercised in seconds without the 3B-parameter
+checkpoint (and without any download). The sizes follow the official-code fixtures (``unet_tiny``, ``vae_tiny``,
+``clip_tiny``): same block structure, gates and mixers, only narrower. Its outputs mean nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .model import ReLumixConfig, ReLumixModel
+
+#: Sizes of the tiny conditioning: CLIP embedding per image, fps_id and cond_aug sinusoid widths (fixtures' values).
+TINY_CLIP_DIM = 32
+TINY_FPS_DIM = 16
+TINY_COND_AUG_DIM = 32
+
+
+def tiny_config(share_reference: bool = True) -> ReLumixConfig:
+    """Config of a tiny ReLumix (the fixtures' tiny engine).
+
+    With ``share_reference`` the reference CLIP tower and VAE encoder are the frame ones (as when a checkpoint stores
+    identical copies); without it they are separate components with their own weights.
+    """
+    from .models.clip import CLIPTowerConfig
+    from .models.unet import UNetConfig
+    from .models.vae import VAEConfig
+
+    unet = UNetConfig(
+        in_channels=12,
+        out_channels=4,
+        model_channels=32,
+        channel_mult=(1, 2, 2),
+        num_res_blocks=2,
+        attention_levels=(True, True, False),
+        transformer_depth=(1, 1, 1),
+        num_head_channels=16,
+        context_dim=2 * TINY_CLIP_DIM,
+        adm_in_channels=TINY_FPS_DIM + TINY_COND_AUG_DIM,
+    )
+    vae_shape = dict(ch=32, block_out_channels=(32, 32, 64, 64), num_res_blocks=1, z_channels=4)  # factor 8
+    clip = CLIPTowerConfig(width=64, layers=2, head_width=16, patch_size=14, image_size=224, embed_dim=TINY_CLIP_DIM)
+    components = {
+        "unet": unet,
+        "vae": VAEConfig(**vae_shape),
+        "image_encoder": clip,
+        "frame_encoder": VAEConfig(**vae_shape, embed_dim=4),
+    }
+    shared = {}
+    if share_reference:
+        shared = {"reference_image_encoder": "image_encoder", "reference_encoder": "frame_encoder"}
+    else:
+        components["reference_image_encoder"] = CLIPTowerConfig.from_dict(clip.to_dict())
+        components["reference_encoder"] = VAEConfig(**vae_shape, embed_dim=4)
+    return ReLumixConfig(
+        components=components,
+        shared=shared,
+        fps_embed_dim=TINY_FPS_DIM,
+        cond_aug_embed_dim=TINY_COND_AUG_DIM,
+    )
+
+
+def _normal(shape: torch.Size, std: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=gen) * std
+
+
+def randomize_(module: nn.Module, gen: torch.Generator) -> None:
+    """Re-draw every parameter like the fixtures do, so that no gate, mixer or zero-init layer is trivial.
+
+    Linear/Conv weights N(0, 1/fan_in), biases 0.1 N(0,1); norms 1 + 0.2 N / 0.1 N; gates +-U(0.3, 1.7) (negative
+    with probability 0.25); gate activations 2 N / sqrt(C) and 0.7 N; mix factors 1.2 N; anything else N(0, 1/d).
+    """
+    from .models.gated_attention import GatedAttnProcessor
+
+    done: set[int] = set()
+
+    def put(param: nn.Parameter | None, value: torch.Tensor) -> None:
+        if param is not None:
+            param.data.copy_(value)
+            done.add(id(param))
+
+    for sub in module.modules():
+        if isinstance(sub, GatedAttnProcessor):
+            sign = torch.where(torch.rand(1, generator=gen) < 0.25, -1.0, 1.0)
+            put(sub.gate, sign * (0.3 + 1.4 * torch.rand(sub.gate.shape, generator=gen)))
+            weight = sub.gate_activation.weight
+            put(weight, _normal(weight.shape, 2.0 / math.sqrt(weight.shape[1]), gen))
+            put(sub.gate_activation.bias, _normal(sub.gate_activation.bias.shape, 0.7, gen))
+        elif isinstance(sub, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            if id(sub.weight) in done:  # gate_activation, drawn above
+                continue
+            fan_in = sub.weight[0].numel()
+            put(sub.weight, _normal(sub.weight.shape, 1.0 / math.sqrt(fan_in), gen))
+            put(sub.bias, _normal(sub.bias.shape, 0.1, gen) if sub.bias is not None else None)
+        elif isinstance(sub, (nn.LayerNorm, nn.GroupNorm)):
+            if sub.weight is not None:
+                put(sub.weight, 1.0 + _normal(sub.weight.shape, 0.2, gen))
+                put(sub.bias, _normal(sub.bias.shape, 0.1, gen))
+        elif isinstance(sub, nn.Embedding):
+            put(sub.weight, _normal(sub.weight.shape, 1.0 / math.sqrt(sub.weight.shape[1]), gen))
+    for name, param in module.named_parameters():
+        if id(param) in done:
+            continue
+        if name.endswith("mix_factor"):
+            put(param, _normal(param.shape, 1.2, gen))
+        else:  # e.g. CLIP's class embedding
+            put(param, _normal(param.shape, 1.0 / math.sqrt(param.shape[-1] if param.ndim else 1), gen))
+
+
+def random_tiny_model(seed: int = 0, share_reference: bool = True) -> ReLumixModel:
+    """A tiny ReLumix with random weights, identical for the same ``seed`` (the global RNG is left untouched).
+
+    The first stage keeps sgm's identity ``quant_conv`` and a damped output layer, so decoded frames stay roughly
+    inside [-1, 1] like real pictures.
+    """
+    from .components import COMPONENTS
+    from .convert.vae import first_stage_extra_tensors
+
+    config = tiny_config(share_reference)
+    modules: dict[str, nn.Module] = {}
+    with torch.random.fork_rng(devices=[]):  # module constructors draw default inits from the global RNG
+        for index, (name, component_config) in enumerate(config.components.items()):
+            module = COMPONENTS[name].build(component_config)
+            randomize_(module, torch.Generator().manual_seed(seed * 1000 + index))
+            modules[name] = module.eval().requires_grad_(False)
+    vae = modules["vae"]
+    with torch.no_grad():
+        for key, value in first_stage_extra_tensors(config.components["vae"]).items():
+            vae.get_parameter(key).copy_(value)
+        vae.decoder.conv_out.weight.mul_(0.35)
+        vae.decoder.time_conv_out.weight.mul_(0.5)
+    return ReLumixModel(config, modules)
+
+
+__all__ = ["random_tiny_model", "randomize_", "tiny_config"]

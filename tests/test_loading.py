@@ -1,0 +1,388 @@
+"""Checkpoint loading and conversion: round trips are bit-exact, the load report tells the truth, quirk Q1 and
+duplicate embedders are handled, and every kind of bad file is refused with one clear CheckpointError."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from checkpoint_helpers import (
+    BAD_CHECKPOINTS,
+    MARKERS,
+    SPATIAL_GATE,
+    TINY_OFFICIAL_OPTIONS,
+    assert_bit_identical,
+    malicious_state,
+    official_state,
+    write_state,
+)
+from diffusers.models.attention_processor import Attention
+
+import relumix_core.single_file as single_file
+from relumix_core.errors import CheckpointError
+from relumix_core.loading import load_relumix
+from relumix_core.model import ReLumixModel
+from relumix_core.models.gated_attention import GatedAttnProcessor
+from relumix_core.single_file import convert_checkpoint, save_single_file
+from relumix_core.tiny import random_tiny_model, tiny_config
+
+UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+@pytest.fixture(scope="module")
+def official_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny official engine as one official-layout .safetensors."""
+    return write_state(tmp_path_factory.mktemp("official") / "tiny_engine.safetensors", official_state())
+
+
+@pytest.fixture(scope="module")
+def official_loaded(official_file: Path):
+    return load_relumix(official_file, **TINY_OFFICIAL_OPTIONS)
+
+
+def _no_partials(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".partial")]
+
+
+# ------------------------------------------------------------------------------------------------ round trips
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_official_layout_converts_bit_exactly(suffix: str, official_loaded, official_file: Path,
+                                              tmp_path: Path) -> None:
+    if suffix == ".safetensors":
+        src, (direct, report) = official_file, official_loaded
+    else:
+        src = write_state(tmp_path / f"relumix{suffix}", official_state())
+        direct, report = load_relumix(src, **TINY_OFFICIAL_OPTIONS)
+        assert_bit_identical(official_loaded[0], direct)  # .pth and .safetensors give the same model
+    assert report.format == "official sgm layout"
+    # The renamed UNet input conv is the official tensor itself.
+    assert torch.equal(direct.unet.conv_in.weight, official_state()[UNET_CONV_IN])
+
+    dst = tmp_path / "converted.safetensors"
+    convert_report = convert_checkpoint(src, dst, **TINY_OFFICIAL_OPTIONS)
+    assert convert_report.gates["gated"] == 44
+    converted, converted_report = load_relumix(dst)  # no options: the config travels in the file
+    assert converted_report.format == "ReLumix single file"
+    assert assert_bit_identical(direct, converted) > 1500
+    assert converted.config.to_json() == direct.config.to_json()
+    assert not _no_partials(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dst.stat().st_mode & 0o777 == 0o666 & ~umask  # not the private mode of the temporary file
+
+
+def test_fp16_conversion_casts_exactly(official_loaded, official_file: Path, tmp_path: Path) -> None:
+    reference, _ = official_loaded
+    dst = tmp_path / "fp16.safetensors"
+    convert_checkpoint(official_file, dst, dtype="fp16", **TINY_OFFICIAL_OPTIONS)
+    half, report = load_relumix(dst)
+    assert report.dtype == "float16"
+    assert all(
+        t.dtype == torch.float16 for m in half.unique_components().values() for t in m.state_dict().values()
+        if t.is_floating_point()
+    )
+    assert_bit_identical(reference, half, cast=torch.float16)
+    assert dst.stat().st_size < 0.6 * official_file.stat().st_size
+
+
+def test_folder_round_trip(official_loaded, official_file: Path, tmp_path: Path) -> None:
+    reference, _ = official_loaded
+    dst = tmp_path / "relumix_folder"
+    convert_checkpoint(official_file, f"{dst}/", **TINY_OFFICIAL_OPTIONS)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dst.stat().st_mode & 0o777 == 0o777 & ~umask
+    index = json.loads((dst / "model_index.json").read_text())
+    assert index["_class_name"] == "ReLumixModel"
+    assert sorted(p.name for p in dst.iterdir() if p.is_dir()) == sorted(reference.unique_components())
+    loaded, report = load_relumix(dst)
+    assert report.format == "diffusers-style folder"
+    assert_bit_identical(reference, loaded)
+    # A folder converts back to one file, still exactly.
+    convert_checkpoint(dst, tmp_path / "back.safetensors")
+    assert_bit_identical(reference, load_relumix(tmp_path / "back.safetensors")[0])
+
+
+def test_tiny_random_model_saves_loads_and_runs(tmp_path: Path) -> None:
+    model = random_tiny_model(seed=3)
+    assert model.reference_image_encoder is model.image_encoder
+    assert_bit_identical(model, random_tiny_model(seed=3))  # deterministic by seed
+    other = random_tiny_model(seed=4).unet.conv_in.weight
+    assert not torch.equal(model.unet.conv_in.weight, other)
+
+    path = save_single_file(model, tmp_path / "tiny.safetensors")
+    loaded, report = load_relumix(path)
+    assert_bit_identical(model, loaded)
+    assert loaded.reference_encoder is loaded.frame_encoder
+    assert report.gates["gated"] == report.gates["attention_modules"] == 44
+    gates = torch.stack([p for n, p in loaded.unet.named_parameters() if n.endswith(".gate")])
+    assert (gates < 0).any() and (gates.abs() >= 0.3).all()  # non-trivial, like the fixtures
+
+    frames, videos = 3, 2
+    rows = frames * videos
+    g = torch.Generator().manual_seed(0)
+    unet = loaded.unet
+    config = tiny_config().unet
+    with torch.no_grad():
+        out = unet(
+            torch.randn(rows, 12, 16, 16, generator=g),
+            torch.full((rows,), 0.2),
+            torch.randn(rows, 1, config.context_dim, generator=g),
+            torch.randn(rows, config.adm_in_channels, generator=g),
+            num_frames=frames,
+        )
+    assert out.shape == (rows, 4, 16, 16) and torch.isfinite(out).all()
+    with torch.no_grad():
+        decoded = loaded.vae.decode(torch.randn(frames, 4, 8, 8, generator=g), num_frames=frames).sample
+    assert decoded.shape == (frames, 3, 64, 64) and decoded.abs().max() < 1.5
+
+
+def test_tiny_model_without_shared_reference(tmp_path: Path) -> None:
+    model = random_tiny_model(seed=0, share_reference=False)
+    assert model.reference_image_encoder is not model.image_encoder
+    loaded, _ = load_relumix(save_single_file(model, tmp_path / "tiny.safetensors"))
+    assert loaded.reference_encoder is not loaded.frame_encoder
+    assert_bit_identical(model, loaded)
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+
+def test_report_of_official_checkpoint(official_loaded) -> None:
+    model, report = official_loaded
+    ignored = {key: reason for reason, keys in report.ignored.items() for key in keys}
+    assert "conditioner.embedders.0.open_clip.model.ln_final.weight" in ignored  # CLIP text leftovers
+    assert "conditioner.embedders.1.open_clip.model.text_projection" in ignored
+    assert "conditioner.embedders.3.encoder.decoder.conv_in.weight" in ignored  # embedder decoders
+    assert "conditioner.embedders.4.encoder.post_quant_conv.weight" in ignored
+    assert not any(k.startswith("model.diffusion_model.") for k in ignored)
+    assert report.gates["gated"] == report.gates["attention_modules"] == 44 and not report.gates["ungated"]
+    assert report.config.unet.context_dim == 64 and report.config.unet.adm_in_channels == 48
+    assert report.config.fps_embed_dim == 16 and report.config.cond_aug_embed_dim == 32
+    assert not report.missing and not report.unexpected and not report.absent
+
+    summary = report.summary()
+    assert "gates: 44 of 44 attention modules gated" in summary
+    assert "UNet config: in 12, channels [32, 64, 64], context 64, vector 48, head width 16" in summary
+    assert "reference_image_encoder differs from image_encoder" in summary  # different random weights
+    assert "reference_encoder differs from frame_encoder" in summary
+    assert "ln_final" in summary and "decoder" in summary
+    assert model.reference_image_encoder is not model.image_encoder
+
+
+def test_unused_official_parts_are_ignored_with_reasons(tmp_path: Path) -> None:
+    state = official_state()
+    state["conditioner.embedders.0.open_clip.model.transformer.resblocks.0.attn.in_proj_weight"] = torch.zeros(3, 2)
+    state["model_ema.decay"] = torch.tensor(0.999)
+    state["lpips.net.slice1.0.weight"] = torch.zeros(2, 3, 3, 3)
+    _, report = load_relumix(write_state(tmp_path / "extra.pth", state), **TINY_OFFICIAL_OPTIONS)
+    summary = report.summary()
+    for reason in ("OpenCLIP text tower", "EMA copy of the UNet", "loss network (LPIPS)"):
+        assert reason in report.ignored and reason in summary
+
+
+# ------------------------------------------------------------------------------------------------ quirk Q1
+
+
+def test_checkpoint_without_spatial_gates(tmp_path: Path) -> None:
+    state = {k: v for k, v in official_state().items() if not SPATIAL_GATE.search(k)}
+    assert len(official_state()) - len(state) == 22 * 3  # 22 spatial attention modules x (gate, weight, bias)
+    model, report = load_relumix(write_state(tmp_path / "q1.safetensors", state), **TINY_OFFICIAL_OPTIONS)
+
+    assert report.gates["gated"] == 22 and report.gates["attention_modules"] == 44
+    assert report.gates["ungated_kinds"] == "spatial"
+    ungated = set(report.gates["ungated"])
+    assert len(ungated) == 22 and all(".transformer_blocks." in n for n in ungated)
+    summary = report.summary()
+    assert "22 of 44 attention modules gated; plain attention in 22 (spatial)" in summary
+    assert "quirk Q1" in summary
+
+    for name, module in model.unet.named_modules():
+        if isinstance(module, Attention):
+            assert isinstance(module.processor, GatedAttnProcessor) == (name not in ungated), name
+    assert not any(SPATIAL_GATE.search(k.replace(".processor.", ".")) for k in model.unet.state_dict())
+
+    converted = tmp_path / "q1_converted.safetensors"
+    convert_checkpoint(tmp_path / "q1.safetensors", converted, **TINY_OFFICIAL_OPTIONS)
+    again, again_report = load_relumix(converted)
+    assert set(again_report.gates["ungated"]) == ungated
+    assert_bit_identical(model, again)
+
+
+# ------------------------------------------------------------------------------------------------ duplicates
+
+
+def test_identical_reference_embedders_are_loaded_once(tmp_path: Path) -> None:
+    state = official_state()
+    copies = {"conditioner.embedders.0.open_clip.": "conditioner.embedders.1.open_clip.",
+              "conditioner.embedders.3.encoder.": "conditioner.embedders.4.encoder."}
+    for source_prefix, copy_prefix in copies.items():
+        for key in [k for k in state if k.startswith(copy_prefix)]:
+            del state[key]
+        for key in [k for k in state if k.startswith(source_prefix)]:
+            state[copy_prefix + key[len(source_prefix):]] = state[key].clone()
+    src = write_state(tmp_path / "dup.safetensors", state)
+    model, report = load_relumix(src, **TINY_OFFICIAL_OPTIONS)
+
+    assert model.reference_image_encoder is model.image_encoder
+    assert model.reference_encoder is model.frame_encoder
+    assert report.config.shared == {"reference_image_encoder": "image_encoder", "reference_encoder": "frame_encoder"}
+    duplicates = {reason: keys for reason, keys in report.ignored.items() if reason.startswith("duplicate")}
+    listed = sorted(k for keys in duplicates.values() for k in keys)
+    assert listed == sorted(k for k in state if k.startswith(tuple(copies.values())))
+    assert "reference_image_encoder" not in report.loaded and "duplicate embedder copy" in report.summary()
+    assert set(model.unique_components()) == {"unet", "vae", "image_encoder", "frame_encoder"}
+
+    dst = tmp_path / "dup_converted.safetensors"
+    convert_checkpoint(src, dst, **TINY_OFFICIAL_OPTIONS)
+    from safetensors import safe_open
+
+    with safe_open(str(dst), "pt") as handle:
+        assert not any(k.startswith("reference_") for k in handle.keys())
+    again, _ = load_relumix(dst)
+    assert again.reference_image_encoder is again.image_encoder
+    assert_bit_identical(model, again)
+
+
+def test_different_reference_embedder_is_not_deduplicated(tmp_path: Path) -> None:
+    """One differing tensor is enough to keep both copies."""
+    state = official_state()
+    for key in [k for k in state if k.startswith("conditioner.embedders.4.encoder.")]:
+        state[key] = state["conditioner.embedders.3.encoder." + key.split(".encoder.", 1)[1]].clone()
+    key = "conditioner.embedders.4.encoder.encoder.conv_in.bias"
+    state[key] = state[key].clone()
+    state[key][0] += 1e-3
+    model, report = load_relumix(write_state(tmp_path / "near_dup.safetensors", state), **TINY_OFFICIAL_OPTIONS)
+    assert model.reference_encoder is not model.frame_encoder
+    assert "reference_encoder differs from frame_encoder" in report.summary()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CHECKPOINTS))
+def test_bad_checkpoint_is_refused_clearly(kind: str, tmp_path: Path) -> None:
+    path, words = BAD_CHECKPOINTS[kind](tmp_path)
+    with pytest.raises(CheckpointError, match=re.escape(words)) as caught:
+        load_relumix(path, **TINY_OFFICIAL_OPTIONS)
+    message = str(caught.value)
+    assert str(path.name) in message or kind == "missing" and "relumix.pth" in message
+    assert not any((tmp_path / m).exists() for m in MARKERS), "unpickling ran the payload"
+
+
+def test_malicious_payload_is_real_but_never_runs(tmp_path: Path) -> None:
+    """The crafted file does run code under an unrestricted torch.load, which the loader never uses."""
+    armed = tmp_path / "armed.pth"
+    torch.save(malicious_state(tmp_path / "proof"), armed)
+    torch.load(armed, weights_only=False)
+    assert (tmp_path / "proof").exists()
+
+    marker = tmp_path / "pwned_X"
+    evil = tmp_path / "relumix.pth"
+    torch.save(malicious_state(marker), evil)
+    with pytest.raises(CheckpointError, match="refusing to load .*pickled Python objects"):
+        load_relumix(evil)
+    with pytest.raises(CheckpointError, match="refusing"):
+        convert_checkpoint(evil, tmp_path / "out.safetensors")
+    assert not marker.exists()
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_single_file_with_foreign_tensors_is_refused(tmp_path: Path) -> None:
+    path = save_single_file(random_tiny_model(0), tmp_path / "tiny.safetensors")
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    tensors["stowaway.weight"] = torch.zeros(2)
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(tmp_path / "extra.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="unexpected tensors"):
+        load_relumix(tmp_path / "extra.safetensors")
+    metadata["config"] = "{not json"
+    save_file(load_file(str(path)), str(tmp_path / "badconfig.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="config in the file is invalid"):
+        load_relumix(tmp_path / "badconfig.safetensors")
+
+
+# ------------------------------------------------------------------------------------------------ safe writes
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_single_file(random_tiny_model(0), tmp_path_factory.mktemp("src") / "tiny.safetensors")
+
+
+def _failing_save_file(monkeypatch: pytest.MonkeyPatch, fail_on_call: int) -> None:
+    """Make the n-th safetensors write die half-way, as a full disk would."""
+    real = single_file.save_file
+    calls = {"n": 0}
+
+    def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+        calls["n"] += 1
+        if calls["n"] == fail_on_call:
+            Path(filename).write_bytes(b"\0" * 1000)
+            raise OSError(28, "No space left on device")
+        real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(single_file, "save_file", save_file)
+
+
+@pytest.mark.parametrize("target", ["file", "folder"])
+def test_failed_conversion_leaves_nothing(target: str, tiny_file: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = str(out / "converted.safetensors") if target == "file" else f"{out / 'converted_folder'}/"
+    _failing_save_file(monkeypatch, fail_on_call=1 if target == "file" else 3)  # folder: after two components
+    with pytest.raises(OSError, match="No space left"):
+        convert_checkpoint(tiny_file, dst)
+    assert list(out.iterdir()) == []  # no destination, no .partial leftovers
+
+
+def test_failed_load_leaves_nothing(tmp_path: Path) -> None:
+    path, _ = BAD_CHECKPOINTS["truncated_safetensors"](tmp_path)
+    with pytest.raises(CheckpointError):
+        convert_checkpoint(path, tmp_path / "out" / "converted.safetensors")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_existing_destination_is_kept(tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dst = tmp_path / "existing.safetensors"
+    dst.write_bytes(b"precious")
+    import relumix_core.loading as loading
+
+    real_load = loading.load_relumix
+
+    def must_not_load(*args: object, **kwargs: object) -> tuple[ReLumixModel, object]:
+        raise AssertionError("the checkpoint was loaded before the destination was checked")
+
+    monkeypatch.setattr(loading, "load_relumix", must_not_load)
+    with pytest.raises(FileExistsError, match="already exists"):
+        convert_checkpoint(tiny_file, dst)
+    assert dst.read_bytes() == b"precious"
+    folder = tmp_path / "existing_folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        convert_checkpoint(tiny_file, f"{folder}/")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+    monkeypatch.setattr(loading, "load_relumix", real_load)
+    convert_checkpoint(tiny_file, dst, overwrite=True)
+    reference = load_relumix(dst)[0]
+    assert_bit_identical(random_tiny_model(0), reference)
+    convert_checkpoint(dst, folder, overwrite=True)  # an existing folder: other files stay
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert_bit_identical(reference, load_relumix(folder)[0])
+    assert not _no_partials(tmp_path)
