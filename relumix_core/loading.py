@@ -154,12 +154,9 @@ def _same_tensors(source: TensorSource, prefix_a: str, prefix_b: str, names: lis
     return len([k for k in source if k.startswith(prefix_a)]) == len([k for k in source if k.startswith(prefix_b)])
 
 
-def load_official(source: TensorSource, opts: LoadOptions) -> tuple[ReLumixModel, LoadReport]:
-    """Convert an official-layout state dict (sgm names) while loading it."""
-    report = LoadReport(str(source.path), "official sgm layout")
-    unet_prefix = _unet_prefix(source)
-    prefixes = {name: spec.sgm_prefix for name, spec in COMPONENTS.items()}
-    prefixes["unet"] = unet_prefix
+def group_by_component(source: TensorSource, unet_prefix: str, report: LoadReport) -> dict[str, list[str]]:
+    """Sort official-layout keys by component; known non-inference keys go to the report as ignored, the rest
+    as unexpected. ``unet_prefix`` "" means a bare UNet state dict (every key is the UNet's)."""
     grouped: dict[str, list[str]] = {name: [] for name in COMPONENTS}
     for key in source:
         spec = COMPONENTS["unet"] if unet_prefix == "" else component_for(key)
@@ -170,6 +167,16 @@ def load_official(source: TensorSource, opts: LoadOptions) -> tuple[ReLumixModel
             report.unexpected.append(key)
         else:
             grouped[spec.name].append(key)
+    return grouped
+
+
+def load_official(source: TensorSource, opts: LoadOptions) -> tuple[ReLumixModel, LoadReport]:
+    """Convert an official-layout state dict (sgm names) while loading it."""
+    report = LoadReport(str(source.path), "official sgm layout")
+    unet_prefix = _unet_prefix(source)
+    prefixes = {name: spec.sgm_prefix for name, spec in COMPONENTS.items()}
+    prefixes["unet"] = unet_prefix
+    grouped = group_by_component(source, unet_prefix, report)
 
     unet_shapes = {k[len(unet_prefix) :]: source.shape(k) for k in grouped["unet"]}
     _check_is_relumix_unet(unet_shapes, source.path)

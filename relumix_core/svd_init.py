@@ -36,10 +36,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .components import COMPONENTS, IGNORED_PREFIXES, component_for
+from .components import COMPONENTS
 from .convert.unet import UNetKeyMapper, infer_unet_config
 from .errors import CheckpointError
-from .loading import FORMAT_NAME, LoadOptions, LoadReport, _build_and_load, _materialise, _report_gates, load_into
+from .loading import (
+    FORMAT_NAME,
+    LoadOptions,
+    LoadReport,
+    _build_and_load,
+    _materialise,
+    _report_gates,
+    group_by_component,
+    load_into,
+)
 from .model import ReLumixConfig, ReLumixModel
 from .models.clip import CLIPTowerConfig, build_image_encoder
 from .models.unet import UNetConfig, attention_module_names, build_unet
@@ -162,16 +171,7 @@ def init_from_sgm_state(
         raise CheckpointError(f"{source.path} is a ReLumix single file: {_ALREADY_RELUMIX}")
     report = LoadReport(str(source.path), "stock SVD, sgm layout -> ReLumix initialisation")
     prefix = _sgm_unet_prefix(source)
-    grouped: dict[str, list[str]] = {name: [] for name in COMPONENTS}
-    for key in source:
-        spec = COMPONENTS["unet"] if prefix == "" else component_for(key)
-        reason = next((r for p, r in IGNORED_PREFIXES.items() if key.startswith(p)), None)
-        if reason is not None:
-            report.ignore(reason, key)
-        elif spec is None:
-            report.unexpected.append(key)
-        else:
-            grouped[spec.name].append(key)
+    grouped = group_by_component(source, prefix, report)
 
     unet_keys = {k[len(prefix) :]: k for k in grouped["unet"]}
     shapes = {rel: source.shape(k) for rel, k in unet_keys.items()}
