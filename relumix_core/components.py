@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .convert.clip import convert_clip_key, infer_clip_config, is_unused_clip_key
-from .convert.unet import UNetKeyMapper, infer_unet_config
+from .convert.unet import convert_unet_key, infer_unet_config
 from .convert.vae import (
     convert_first_stage_key,
     convert_latent_encoder_key,
@@ -48,16 +48,6 @@ class ComponentSpec:
 
 def _infer_unet(shapes: Mapping[str, Sequence[int]], options: Mapping[str, Any]) -> UNetConfig:
     return infer_unet_config(shapes, num_head_channels=options.get("num_head_channels", 64))
-
-
-def _convert_unet(name: str, tensor: torch.Tensor, config: UNetConfig) -> Pairs:
-    mapper = _unet_mappers.get(id(config))
-    if mapper is None or mapper.config is not config:
-        mapper = _unet_mappers[id(config)] = UNetKeyMapper(config)
-    return [(mapper(name), tensor)]
-
-
-_unet_mappers: dict[int, UNetKeyMapper] = {}
 
 
 def _infer_clip(shapes: Mapping[str, Sequence[int]], options: Mapping[str, Any]) -> CLIPTowerConfig:
@@ -105,7 +95,7 @@ COMPONENTS: dict[str, ComponentSpec] = {
             role="video UNet (denoiser)",
             config_type=UNetConfig,
             infer=_infer_unet,
-            convert=_convert_unet,
+            convert=convert_unet_key,
             build=build_unet,
         ),
         ComponentSpec(

@@ -22,7 +22,7 @@ from torch import nn
 
 from .components import COMPONENTS
 from .errors import CheckpointError
-from .loading import FORMAT_NAME, FORMAT_VERSION, LoadOptions, LoadReport, _materialise, load_into
+from .loading import FORMAT_NAME, FORMAT_VERSION, LoadOptions, LoadReport, _materialise, _report_gates, load_into
 from .model import ReLumixConfig, ReLumixModel
 from .tensor_source import SafetensorsSource, TensorSource, open_tensor_file
 
@@ -97,8 +97,6 @@ def _load_components(
     report.absent = [n for n in COMPONENTS if n not in config.components and n not in config.shared]
     if "unet" not in modules:
         raise CheckpointError(f"{report.source} has no UNet")
-    from .loading import _report_gates
-
     _report_gates(report, modules["unet"])
     report.config = config
     report.dtype = str(next(modules["unet"].parameters()).dtype).replace("torch.", "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..convert.unet import UNetKeyMapper, convert_unet_key, infer_unet_config
+from ..convert.unet import convert_unet_key, infer_unet_config
 from ..models.unet import ReLumixUNet, build_unet, cast_module
 from .common import Fixture, ParityResult, compare
 
@@ -16,10 +16,9 @@ def load_fixture_unet(fixture: Fixture, weights_fixture: Fixture | None = None) 
     weights = (weights_fixture or fixture).with_prefix(PREFIX)
     head_channels = fixture.meta["unet_config"]["num_head_channels"]
     config = infer_unet_config({k: v.shape for k, v in weights.items()}, num_head_channels=head_channels)
-    mapper = UNetKeyMapper(config)
     with torch.device("meta"):
         unet = build_unet(config)
-    state = dict(pair for name, tensor in weights.items() for pair in convert_unet_key(name, tensor, mapper))
+    state = dict(pair for name, tensor in weights.items() for pair in convert_unet_key(name, tensor, config))
     unet.load_state_dict(state, strict=True, assign=True)
     return unet.eval()
 
