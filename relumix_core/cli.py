@@ -113,7 +113,7 @@ def cmd_init_tiny(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite")
     model = random_tiny_model(args.seed)
     save_single_file(model, out, overwrite=args.overwrite)
-    params = sum(p.numel() for m in model.unique_components().values() for p in m.parameters())
+    params = model.num_parameters()
     print(
         f"Wrote {out} ({_size(out)}, {params:,} parameters): a tiny ReLumix with RANDOM weights (seed {args.seed}). "
         "It has the real architecture but produces meaningless pictures; use it only to test the tools."

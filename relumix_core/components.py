@@ -44,6 +44,9 @@ class ComponentSpec:
     extra: Callable[[Any, torch.dtype], dict[str, torch.Tensor]] | None = None
     #: The component whose weights this one duplicates in the official checkpoint, if identical.
     duplicate_of: str | None = None
+    #: Submodules that may duplicate another component's submodule: (own path, "component.path"). The sgm names
+    #: below both paths are the same (e.g. embedder #3's ``encoder.*`` and ``first_stage_model.encoder.*``).
+    duplicate_submodules: tuple[tuple[str, str], ...] = ()
 
 
 def _infer_unet(shapes: Mapping[str, Sequence[int]], options: Mapping[str, Any]) -> UNetConfig:
@@ -83,6 +86,7 @@ def _latent_spec(name: str, index: int, role: str, duplicate_of: str | None = No
         build=build_latent_encoder,
         is_unused=is_unused_latent_encoder_key,
         duplicate_of=duplicate_of,
+        duplicate_submodules=(("encoder", "vae.encoder"),),  # SVD's embedder encoder is the first stage's
     )
 
 

@@ -90,20 +90,79 @@ def conditioning_vector(model: ReLumixModel, rows: int, fps_id: float, cond_aug:
     return torch.cat([fps, aug], dim=-1)
 
 
-def encode_conditioning(model: ReLumixModel, inputs: ConditioningInputs) -> tuple[Conditioning, Conditioning]:
-    """(cond, uncond) for the sampler, exactly as the official conditioner computes them."""
-    t = inputs.num_frames
-    clip_frames = embed_images(model.component("image_encoder"), inputs.frames)
-    clip_ref = embed_images(model.component("reference_image_encoder"), inputs.reference)
-    latent_frames = model.component("frame_encoder")(inputs.noisy_frames)
-    latent_ref = model.component("reference_encoder")(inputs.reference)
-    crossattn = torch.cat([clip_frames, clip_ref.repeat_interleave(t, dim=0)], dim=-1)[:, None]
-    concat = torch.cat([latent_frames, latent_ref.repeat_interleave(t, dim=0)], dim=1)
-    vector = conditioning_vector(model, crossattn.shape[0], inputs.fps_id, inputs.cond_aug).to(crossattn)
+@dataclass
+class FrameEmbeddings:
+    """What the embedders make of a run of source frames (frame 0 already replaced by the reference)."""
+
+    clip: torch.Tensor  # [N, D] CLIP embedding of each clean frame (embedder #0)
+    latents: torch.Tensor  # [N, 4, h, w] VAE mode of each noise-augmented frame, unscaled (embedder #3)
+
+    def select(self, index: torch.Tensor | list[int]) -> FrameEmbeddings:
+        index = torch.as_tensor(index, device=self.clip.device)
+        return FrameEmbeddings(self.clip[index], self.latents[index.to(self.latents.device)])
+
+    def replace(self, row: int, other: FrameEmbeddings) -> FrameEmbeddings:
+        """A copy with row ``row`` taken from the one-row ``other`` (chain windows swap in a relit frame)."""
+        clip, latents = self.clip.clone(), self.latents.clone()
+        clip[row], latents[row] = other.clip[0], other.latents[0]
+        return FrameEmbeddings(clip, latents)
+
+
+@dataclass
+class ReferenceEmbeddings:
+    """What the reference embedders make of the relit reference (embedders #1 and #4)."""
+
+    clip: torch.Tensor  # [1, D]
+    latent: torch.Tensor  # [1, 4, h, w], unscaled, no noise
+
+
+def embed_frames(
+    model: ReLumixModel, frames_m11: torch.Tensor, noisy_frames_m11: torch.Tensor, chunk_size: int | None = None
+) -> FrameEmbeddings:
+    """CLIP of the clean frames and VAE modes of the noisy ones, ``chunk_size`` frames at a time (both are
+    per-image encoders, so chunking bounds memory without changing the result)."""
+    n = frames_m11.shape[0]
+    step = chunk_size or n
+    clip_parts, latent_parts = [], []
+    for start in range(0, n, step):
+        clip_parts.append(embed_images(model.component("image_encoder"), frames_m11[start : start + step]))
+        latent_parts.append(model.component("frame_encoder")(noisy_frames_m11[start : start + step]))
+    return FrameEmbeddings(torch.cat(clip_parts), torch.cat(latent_parts))
+
+
+def embed_reference(model: ReLumixModel, reference: torch.Tensor) -> ReferenceEmbeddings:
+    """The reference [1, 3, H, W], already in the embedders' range (see :func:`reference_for_embedders`)."""
+    clip = embed_images(model.component("reference_image_encoder"), reference)
+    return ReferenceEmbeddings(clip, model.component("reference_encoder")(reference))
+
+
+def assemble_conditioning(
+    model: ReLumixModel,
+    frames: FrameEmbeddings,
+    reference: ReferenceEmbeddings,
+    num_frames: int,
+    fps_id: float = DEFAULT_FPS_ID,
+    cond_aug: float = DEFAULT_COND_AUG,
+) -> tuple[Conditioning, Conditioning]:
+    """(cond, uncond) for B videos of ``num_frames`` (frames have B*T rows, the reference B rows).
+
+    cond: [frame | reference] on CLIP context and latent channels; uncond zeroes only the frame halves.
+    """
+    t = num_frames
+    crossattn = torch.cat([frames.clip, reference.clip.repeat_interleave(t, dim=0)], dim=-1)[:, None]
+    concat = torch.cat([frames.latents, reference.latent.repeat_interleave(t, dim=0)], dim=1)
+    vector = conditioning_vector(model, crossattn.shape[0], fps_id, cond_aug).to(crossattn)
     cond = Conditioning(crossattn, concat, vector)
     uncond = Conditioning(
-        torch.cat([torch.zeros_like(clip_frames)[:, None], crossattn[..., clip_frames.shape[-1] :]], dim=-1),
-        torch.cat([torch.zeros_like(latent_frames), concat[:, latent_frames.shape[1] :]], dim=1),
+        torch.cat([torch.zeros_like(frames.clip)[:, None], crossattn[..., frames.clip.shape[-1] :]], dim=-1),
+        torch.cat([torch.zeros_like(frames.latents), concat[:, frames.latents.shape[1] :]], dim=1),
         vector,
     )
     return cond, uncond
+
+
+def encode_conditioning(model: ReLumixModel, inputs: ConditioningInputs) -> tuple[Conditioning, Conditioning]:
+    """(cond, uncond) for the sampler, exactly as the official conditioner computes them."""
+    frames = embed_frames(model, inputs.frames, inputs.noisy_frames)
+    reference = embed_reference(model, inputs.reference)
+    return assemble_conditioning(model, frames, reference, inputs.num_frames, inputs.fps_id, inputs.cond_aug)

@@ -96,14 +96,17 @@ def run_demo(args: argparse.Namespace) -> int:
         print("      It shows that the pipeline runs end to end; the output pictures are not meaningful.")
     source = synthetic_clip(args.frames, args.size, args.seed)
     reference = relight_image(source[0])
-    settings = RelightSettings(num_steps=args.steps)
+    settings = RelightSettings(num_steps=args.steps, size=args.size)
     pipe = ReLumixPipeline(model)
-    with tqdm(total=args.steps, desc="relighting", unit="step") as bar:
-        result = pipe.relight_clip(
-            source, reference, settings, generator=torch.Generator().manual_seed(args.seed),
-            callback=lambda i, n, x: bar.update(1),
-        )
-    paths = write_outputs(args.out, source, reference, result.video, args.overwrite)
+    with tqdm(desc="relighting", unit="step") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        relit = pipe.relight(source, reference, 0, settings, seed=args.seed, progress=progress)
+    relit = relit.permute(0, 3, 1, 2)
+    paths = write_outputs(args.out, source, reference, relit, args.overwrite)
     print(f"wrote {len(paths) - 2} frames, {paths[-2].name} and {paths[-1].name} to {args.out}")
     print(f"done in {time.perf_counter() - start:.1f}s")
     return 0

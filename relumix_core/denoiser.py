@@ -49,13 +49,15 @@ def denoise_once(
 ) -> torch.Tensor:
     """D(x, sigma) = F(x * c_in, c_noise, cond) * c_out + x * c_skip, for per-row ``sigma``.
 
-    Only the noisy latent is scaled by c_in; the conditioning latents are not. ``trace`` (if given) receives the
-    intermediates, for parity checks and debugging.
+    Only the noisy latent is scaled by c_in; the conditioning latents are not. The UNet runs in the conditioning's
+    dtype and its output returns to ``x``'s, as the official fp16 autocast keeps the sampler state in fp32.
+    ``trace`` (if given) receives the intermediates, for parity checks and debugging.
     """
     c_skip, c_out, c_in, c_noise = v_scalings(sigma.reshape(-1, 1, 1, 1))
-    unet_input = torch.cat([x * c_in, cond.concat], dim=1)
-    c_noise = c_noise.reshape(-1)
-    v = unet(unet_input, c_noise, cond.crossattn, cond.vector, num_frames=num_frames)
+    dtype = cond.concat.dtype  # the UNet's precision; the sampler state may be wider (fp16 weights, fp32 state)
+    unet_input = torch.cat([(x * c_in).to(dtype), cond.concat], dim=1)
+    c_noise = c_noise.reshape(-1)  # stays wide: the UNet computes its sinusoids in float32, as sgm does
+    v = unet(unet_input, c_noise, cond.crossattn, cond.vector, num_frames=num_frames).to(x.dtype)
     denoised = v * c_out + x * c_skip
     if trace is not None:
         trace.update(

@@ -3,7 +3,9 @@
 Formats: the official ``relumix.pth`` (sgm key layout), an official-layout ``.safetensors`` (whole engine or
 UNet only), the project's own single-file ``.safetensors`` (component prefixes, config in the header) and a
 diffusers-style folder. Every module is built on the meta device and receives the converted tensors with
-``load_state_dict(strict=True, assign=True)``, so the weights are never held twice.
+``load_state_dict(strict=True, assign=True)``, so the weights are never held twice. Identical copies in the
+official layout (the reference embedders, and the embedders' VAE encoder, which is the first stage's) are loaded
+once and linked (``ReLumixConfig.shared``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 
 from .components import COMPONENTS, IGNORED_PREFIXES, ComponentSpec, component_for
 from .errors import CheckpointError
-from .model import ReLumixConfig, ReLumixModel
+from .model import TRAINED_FRAMES, ReLumixConfig, ReLumixModel, set_submodule
 from .tensor_source import TensorSource, open_tensor_file
 
 #: Metadata value that marks the project's own single-file format.
@@ -84,6 +86,11 @@ class LoadOptions:
     clip_head_width: int | None = None  # None: ViT-H/14's 80
     fps_embed_dim: int | None = None  # None: a third of the vector width (256 of 768)
     components: tuple[str, ...] | None = None  # None: all that the checkpoint has
+    trained_frames: int | None = None  # None: as stored (project formats) or ReLumix's 14 (official layout)
+
+    def __post_init__(self) -> None:
+        if self.trained_frames is not None and (not isinstance(self.trained_frames, int) or self.trained_frames < 1):
+            raise ValueError(f"trained_frames must be a positive number of frames, not {self.trained_frames!r}")
 
     def wants(self, name: str) -> bool:
         return self.components is None or name in self.components
@@ -144,14 +151,59 @@ def _check_is_relumix_unet(shapes: Mapping[str, tuple[int, ...]], path: Path) ->
         )
 
 
-def _same_tensors(source: TensorSource, prefix_a: str, prefix_b: str, names: list[str]) -> bool:
+def _same_tensors(source: TensorSource, prefix_a: str, prefix_b: str, names: list[str]) -> bool | None:
+    """Whether ``prefix_a + name`` and ``prefix_b + name`` hold equal tensors for every name, and nothing else is
+    under either prefix; None when the source has shapes only. Reads two tensors at a time, never a whole copy."""
+    if len([k for k in source if k.startswith(prefix_a)]) != len([k for k in source if k.startswith(prefix_b)]):
+        return False
     for name in names:
         a, b = prefix_a + name, prefix_b + name
-        if a in source and source[a].is_meta:
-            return False  # shapes only (key manifests): nothing to compare
-        if a not in source or source.shape(a) != source.shape(b) or not torch.equal(source[a], source[b]):
+        if a not in source or source.shape(a) != source.shape(b):
             return False
-    return len([k for k in source if k.startswith(prefix_a)]) == len([k for k in source if k.startswith(prefix_b)])
+        tensor_a, tensor_b = source[a], source[b]
+        if tensor_a.is_meta or tensor_b.is_meta:
+            return None  # shapes only (key manifests): nothing to compare
+        if not torch.equal(tensor_a, tensor_b):
+            return False
+    return True
+
+
+def _differs_note(name: str, other: str, same: bool | None) -> str:
+    if same is None:
+        return f"{name} cannot be compared with {other} (shapes only), so both copies are loaded"
+    return f"{name} differs from {other} in this checkpoint, so both copies are loaded"
+
+
+def _shared_submodules(
+    spec: ComponentSpec,
+    keys: list[str],
+    prefixes: Mapping[str, str],
+    source: TensorSource,
+    modules: Mapping[str, nn.Module],
+    shared: dict[str, str],
+    report: LoadReport,
+) -> dict[str, nn.Module]:
+    """Submodules of ``spec`` whose tensors repeat an already loaded component's (``spec.duplicate_submodules``):
+    the owners' modules by path, each link added to ``shared``. Compared before building, tensor by tensor."""
+    links: dict[str, nn.Module] = {}
+    for sub, target in spec.duplicate_submodules:
+        owner, _, owner_sub = target.partition(".")
+        own_prefix = prefixes[spec.name] + sub + "."
+        names = [k[len(own_prefix) :] for k in keys if k.startswith(own_prefix)]
+        if owner not in modules or not names:
+            continue
+        path = f"{spec.name}.{sub}"
+        same = _same_tensors(source, prefixes[owner] + owner_sub + ".", own_prefix, names)
+        if same:
+            links[sub] = modules[owner].get_submodule(owner_sub)
+            shared[path] = target
+            report.notes.append(f"{path} is identical to {target}: loaded once, one module for both")
+            for key in keys:
+                if key.startswith(own_prefix):
+                    report.ignore(f"duplicate encoder copy: {path} is identical to {target}", key)
+        else:
+            report.notes.append(_differs_note(path, target, same))
+    return links
 
 
 def group_by_component(source: TensorSource, unet_prefix: str, report: LoadReport) -> dict[str, list[str]]:
@@ -195,22 +247,23 @@ def load_official(source: TensorSource, opts: LoadOptions) -> tuple[ReLumixModel
             continue
         relative = [k[len(prefixes[name]) :] for k in keys]
         if spec.duplicate_of and spec.duplicate_of in modules:
-            if _same_tensors(source, prefixes[spec.duplicate_of], prefixes[name], relative):
+            same = _same_tensors(source, prefixes[spec.duplicate_of], prefixes[name], relative)
+            if same:
                 config.shared[name] = spec.duplicate_of
                 for key in keys:
                     report.ignore(f"duplicate embedder copy: {name} is identical to {spec.duplicate_of}", key)
                 continue
-            report.notes.append(
-                f"{name} differs from {spec.duplicate_of} in this checkpoint, so both copies are loaded"
-            )
+            report.notes.append(_differs_note(name, spec.duplicate_of, same))
         shapes = {r: source.shape(k) for r, k in zip(relative, keys, strict=True)}
         component_config = spec.infer(shapes, infer_options)
         config.components[name] = component_config
-        modules[name] = _build_and_load(spec, component_config, source, keys, relative, opts, report)
+        links = _shared_submodules(spec, keys, prefixes, source, modules, config.shared, report)
+        modules[name] = _build_and_load(spec, component_config, source, keys, relative, opts, report, links)
 
     unet_config = config.unet
     config.fps_embed_dim = opts.fps_embed_dim or unet_config.adm_in_channels // 3
     config.cond_aug_embed_dim = unet_config.adm_in_channels - config.fps_embed_dim
+    config.trained_frames = TRAINED_FRAMES if opts.trained_frames is None else opts.trained_frames
     _report_gates(report, modules["unet"])
     report.config = config
     report.dtype = str(next(modules["unet"].parameters()).dtype).replace("torch.", "")
@@ -230,12 +283,23 @@ def _build_and_load(
     relative: list[str],
     opts: LoadOptions,
     report: LoadReport,
+    links: Mapping[str, nn.Module] | None = None,
 ) -> nn.Module:
-    """Build ``spec`` on meta and fill it tensor by tensor from ``source`` (cast as requested)."""
+    """Build ``spec`` on meta and fill it tensor by tensor from ``source`` (cast as requested).
+
+    ``links`` maps submodule paths to already loaded modules that take their place; the source's tensors for those
+    submodules (the same relative names) are identical copies: they are not read (the caller reports them).
+    """
+    links = dict(links or {})
     with torch.device("meta"):
         module = spec.build(config)
+    for sub, owner in links.items():
+        set_submodule(module, sub, owner)
+    linked = tuple(sub + "." for sub in links)
     state: dict[str, torch.Tensor] = {}
     for key, rel in zip(keys, relative, strict=True):
+        if linked and rel.startswith(linked):
+            continue
         if spec.is_unused(rel):
             report.ignore(f"unused at inference ({spec.name})", key)
             continue
@@ -250,7 +314,7 @@ def _build_and_load(
     if spec.extra is not None:
         dtype = opts.dtype or next(iter(state.values())).dtype
         state.update({k: v.to(opts.device) for k, v in spec.extra(config, dtype).items()})
-    return load_into(module, state, f"{source.path} [{spec.name}]", report)
+    return load_into(module, state, f"{source.path} [{spec.name}]", report, tuple(links))
 
 
 def _materialise(tensor: torch.Tensor, opts: LoadOptions) -> torch.Tensor:
@@ -258,9 +322,16 @@ def _materialise(tensor: torch.Tensor, opts: LoadOptions) -> torch.Tensor:
     return tensor.to(device=opts.device, dtype=dtype)
 
 
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], where: str, report: LoadReport) -> nn.Module:
-    """``load_state_dict(strict=True, assign=True)`` with a message that names the problem keys."""
-    expected = module.state_dict(keep_vars=True)
+def load_into(
+    module: nn.Module, state: dict[str, torch.Tensor], where: str, report: LoadReport, linked: tuple[str, ...] = ()
+) -> nn.Module:
+    """``load_state_dict(strict=True, assign=True)`` with a message that names the problem keys.
+
+    ``linked`` submodules (paths) hold another component's weights: they take no tensors and are not checked here;
+    every other tensor of ``module`` is required, and nothing else is accepted.
+    """
+    skip = tuple(sub + "." for sub in linked)
+    expected = {k: v for k, v in module.state_dict(keep_vars=True).items() if not k.startswith(skip)}
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -276,7 +347,7 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], where: str, rep
             details.append(f"{len(wrong)} with wrong shapes (e.g. {k}: {tuple(state[k].shape)} vs "
                            f"{tuple(expected[k].shape)})")
         raise CheckpointError(f"{where}: the weights do not fit the model: " + "; ".join(details))
-    module.load_state_dict(state, strict=True, assign=True)
+    module.load_state_dict(state, strict=not linked, assign=True)  # the checks above are the strict ones
     report.loaded[where.rsplit("[", 1)[-1].rstrip("]")] = len(state)
     return module.eval().requires_grad_(False)
 

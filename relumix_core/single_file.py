@@ -4,6 +4,10 @@ Single file: tensors named ``<component>.<diffusers name>``, and the :class:`ReL
 metadata (``format=relumix``), so loading needs no guessing. Folder: one subfolder per component holding
 ``config.json`` and ``diffusion_pytorch_model.safetensors``, plus ``model_index.json`` with the whole config.
 Writes go to a temporary file that replaces the target only when complete: a failed write leaves nothing behind.
+
+Shared weights (``ReLumixConfig.shared``) are stored once, under their owner: a linked component has no tensors or
+subfolder, and a component with a linked submodule (``frame_encoder.encoder`` -> ``vae.encoder``) stores only the
+rest. Loading links them again, and is otherwise strict: every tensor not covered by a link must be there.
 """
 
 from __future__ import annotations
@@ -55,13 +59,14 @@ def atomic_path(target: Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
-def component_state(module: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    """A component's persistent tensors, contiguous and cast (floating point only)."""
+def component_state(model: ReLumixModel, name: str, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """The tensors a file stores for component ``name`` (its own, not linked ones), contiguous and cast (floating
+    point only)."""
     out = {}
-    for name, tensor in module.state_dict().items():
+    for key, tensor in model.owned_state_dict(name).items():
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
-        out[name] = tensor.contiguous()
+        out[key] = tensor.contiguous()
     return out
 
 
@@ -71,32 +76,67 @@ def save_single_file(
     """Write ``model`` in the project's single-file format (atomically)."""
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
-    for name, module in model.unique_components().items():
-        tensors.update({f"{name}.{k}": v for k, v in component_state(module, dtype).items()})
+    for name in model.unique_components():
+        tensors.update({f"{name}.{k}": v for k, v in component_state(model, name, dtype).items()})
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": model.config.to_json()}
     with atomic_path(path, overwrite) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
+def _wanted(config: ReLumixConfig, opts: LoadOptions) -> list[str]:
+    """Components to build: the requested ones, and the owners of requested components that are links."""
+    wanted = {name for name in config.components if opts.wants(name)}
+    wanted |= {config.owner(name) for name in config.shared if "." not in name and opts.wants(name)}
+    return [name for name in config.components if name in wanted]
+
+
 def _load_components(
     config: ReLumixConfig, tensor_for: dict[str, tuple[TensorSource, str]], opts: LoadOptions, report: LoadReport
 ) -> ReLumixModel:
-    """Build each configured component on meta and fill it from ``tensor_for[component] = (source, prefix)``."""
+    """Build each wanted component on meta and fill it from ``tensor_for[component] = (source, prefix)``.
+
+    A linked submodule is left to :class:`ReLumixModel` to link when its owner is loaded too; otherwise (its owner
+    was not requested) it is filled from the owner's stored tensors and stops being a link. The returned model's
+    config lists only what was loaded.
+    """
+    wanted = _wanted(config, opts)
     modules: dict[str, nn.Module] = {}
-    for name, component_config in config.components.items():
-        if not opts.wants(name):
-            continue
+    for name in wanted:
         if name not in tensor_for:
             raise CheckpointError(f"{report.source}: the config lists {name} but its weights are missing")
         source, prefix = tensor_for[name]
         with torch.device("meta"):
-            module = COMPONENTS[name].build(component_config)
+            module = COMPONENTS[name].build(config.components[name])
         state = {k[len(prefix) :]: _materialise(source[k], opts) for k in source if k.startswith(prefix)}
-        modules[name] = load_into(module, state, f"{source.path} [{name}]", report)
+        linked = []
+        for sub in config.linked_submodules(name):
+            owner = config.owner(f"{name}.{sub}")
+            owner_name, _, owner_sub = owner.partition(".")
+            if owner_name in wanted:
+                linked.append(sub)
+                continue
+            if owner_name not in tensor_for:
+                raise CheckpointError(f"{report.source}: {name}.{sub} is stored with {owner_name}, which is missing")
+            owner_source, owner_prefix = tensor_for[owner_name]
+            head = owner_prefix + (owner_sub + "." if owner_sub else "")
+            state.update(
+                {f"{sub}.{k[len(head) :]}": _materialise(owner_source[k], opts) for k in owner_source
+                 if k.startswith(head)}
+            )
+            del config.shared[f"{name}.{sub}"]
+            report.notes.append(f"{name}.{sub} loaded from {owner}'s weights ({owner_name} was not requested)")
+        modules[name] = load_into(module, state, f"{source.path} [{name}]", report, tuple(linked))
     report.absent = [n for n in COMPONENTS if n not in config.components and n not in config.shared]
     if "unet" not in modules:
         raise CheckpointError(f"{report.source} has no UNet")
+    config.components = {name: c for name, c in config.components.items() if name in modules}
+    config.shared = {
+        path: target for path, target in config.shared.items()
+        if config.owner(target).partition(".")[0] in modules and ("." not in path or path.partition(".")[0] in modules)
+    }
+    if opts.trained_frames is not None:
+        config.trained_frames = opts.trained_frames
     _report_gates(report, modules["unet"])
     report.config = config
     report.dtype = str(next(modules["unet"].parameters()).dtype).replace("torch.", "")
@@ -140,10 +180,10 @@ def save_folder(model: ReLumixModel, folder: str | Path, dtype: torch.dtype | No
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
-        for name, module in model.unique_components().items():
+        for name in model.unique_components():
             sub = tmp / name
             sub.mkdir()
-            save_file(component_state(module, dtype), str(sub / FOLDER_WEIGHTS))
+            save_file(component_state(model, name, dtype), str(sub / FOLDER_WEIGHTS))
             (sub / "config.json").write_text(json.dumps(model.config.components[name].to_dict(), indent=2))
         index = json.loads(model.config.to_json())
         index["_class_name"] = "ReLumixModel"

@@ -17,6 +17,8 @@ SVD has a single CLIP tower (embedder 0) and a single conditioning VAE encoder (
 embedders start as copies of them. Identical copies are not duplicated: ``reference_image_encoder`` and
 ``reference_encoder`` share the module of ``image_encoder`` / ``frame_encoder`` (``ReLumixConfig.shared``), as the
 loader does for checkpoints whose copies are identical. Both are frozen in ReLumix training, so they stay identical.
+Likewise ``frame_encoder.encoder`` is the first stage's ``vae.encoder`` module when the two hold the same weights
+(always from a diffusers folder, whose frame encoder is the VAE's; from an sgm file when embedder 3 equals it).
 
 Every module is built on the meta device and receives its tensors with ``assign=True``; only the two widened kinds
 of tensors (``conv_in`` and the k/v projections, about 3 % of the UNet) are newly allocated. All random numbers
@@ -46,10 +48,11 @@ from .loading import (
     _build_and_load,
     _materialise,
     _report_gates,
+    _shared_submodules,
     group_by_component,
     load_into,
 )
-from .model import ReLumixConfig, ReLumixModel
+from .model import ReLumixConfig, ReLumixModel, set_submodule
 from .models.clip import CLIPTowerConfig, build_image_encoder
 from .models.unet import UNetConfig, attention_module_names, build_unet
 from .models.vae import SCALE_FACTOR, VAEConfig, build_latent_encoder, build_temporal_vae
@@ -220,6 +223,8 @@ def init_from_sgm_state(
     }
     configs: dict[str, Any] = {"unet": modules["unet"].relumix_config}
     infer_options = {"num_head_channels": num_head_channels, "clip_head_width": clip_head_width}
+    prefixes = {name: spec.sgm_prefix for name, spec in COMPONENTS.items()}
+    links: dict[str, str] = {}  # frame_encoder.encoder -> vae.encoder, when identical
     for name in ("vae", "image_encoder", "frame_encoder"):
         keys = grouped[name]
         if not keys:
@@ -227,8 +232,9 @@ def init_from_sgm_state(
         spec = COMPONENTS[name]
         relative = [k[len(spec.sgm_prefix) :] for k in keys]
         configs[name] = spec.infer({r: source.shape(k) for r, k in zip(relative, keys, strict=True)}, infer_options)
-        modules[name] = _build_and_load(spec, configs[name], source, keys, relative, opts, report)
-    return _assemble(svd_config, configs, modules, report, SCALE_FACTOR), report
+        shared = _shared_submodules(spec, keys, prefixes, source, modules, links, report)
+        modules[name] = _build_and_load(spec, configs[name], source, keys, relative, opts, report, shared)
+    return _assemble(svd_config, configs, modules, report, SCALE_FACTOR, links), report
 
 
 # ------------------------------------------------------------------------------------------------ the UNet
@@ -340,8 +346,10 @@ def _assemble(
     modules: dict[str, nn.Module],
     report: LoadReport,
     scale_factor: float,
+    shared: dict[str, str] | None = None,
 ) -> ReLumixModel:
-    """The model: consistency checks, shared reference embedders, conditioning widths, report."""
+    """The model: consistency checks, shared reference embedders (and the ``shared`` submodule links already
+    made), conditioning widths, report."""
     clip = configs.get("image_encoder")
     if clip is not None and clip.embed_dim != svd.context_dim:
         raise CheckpointError(
@@ -354,7 +362,7 @@ def _assemble(
                 f"{report.source}: the {name} makes {configs[name].latent_channels}-channel latents but the UNet "
                 f"denoises {svd.out_channels} channels"
             )
-    config = ReLumixConfig(components=configs, scale_factor=scale_factor)
+    config = ReLumixConfig(components=configs, scale_factor=scale_factor, shared=dict(shared or {}))
     for reference, original in (("reference_image_encoder", "image_encoder"), ("reference_encoder", "frame_encoder")):
         if original in modules:
             config.shared[reference] = original
@@ -495,11 +503,12 @@ def clip_config_from_transformers(data: Mapping[str, Any], where: Path) -> CLIPT
 
 def _load_module(
     module: nn.Module, source: TensorSource, names: Mapping[str, str], opts: LoadOptions, label: str,
-    report: LoadReport,
+    report: LoadReport, linked: tuple[str, ...] = (),
 ) -> nn.Module:
-    """Fill ``module`` (built on meta) from ``source``: ``names`` maps module names to source names."""
+    """Fill ``module`` (built on meta) from ``source``: ``names`` maps module names to source names; ``linked``
+    submodules are another component's and take nothing."""
     state = {target: _materialise(source[key], opts) for target, key in names.items()}
-    return load_into(module, state, f"{source.path} [{label}]", report)
+    return load_into(module, state, f"{source.path} [{label}]", report, linked)
 
 
 def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) -> tuple[ReLumixModel, LoadReport]:
@@ -536,6 +545,7 @@ def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) 
     configs: dict[str, Any] = {"unet": modules["unet"].relumix_config}
 
     scale_factor = SCALE_FACTOR
+    shared: dict[str, str] = {}
     vae_dir = folder / "vae"
     if (vae_dir / "config.json").is_file():
         vae_json = _read_json(vae_dir / "config.json")
@@ -547,14 +557,20 @@ def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) 
         modules["vae"] = _load_module(vae, source, {k: k for k in source}, opts, "vae", report)
         configs["vae"] = vae_config
         # The frame encoder is what diffusers' SVD pipeline encodes the conditioning frame with: encoder + quant_conv.
+        # The encoder is the VAE's own module (one copy); quant_conv gets its own tensors.
         encoder_config = VAEConfig.from_dict({**vae_config.to_dict(), "embed_dim": vae_config.z_channels})
         with torch.device("meta"):
             frame_encoder = build_latent_encoder(encoder_config)
-        names = {k: k for k in source if k.startswith(("encoder.", "quant_conv."))}
-        frame_encoder = _load_module(frame_encoder, source, names, opts, "frame_encoder", report)
-        _unshare(frame_encoder, modules["vae"])
+        set_submodule(frame_encoder, "encoder", modules["vae"].encoder)
+        names = {k: k for k in source if k.startswith("quant_conv.")}
+        frame_encoder = _load_module(frame_encoder, source, names, opts, "frame_encoder", report, ("encoder",))
+        _unshare(frame_encoder.quant_conv, modules["vae"])
         modules["frame_encoder"], configs["frame_encoder"] = frame_encoder, encoder_config
-        report.notes.append("frame_encoder = the diffusers VAE's encoder + quant_conv (an independent copy)")
+        shared["frame_encoder.encoder"] = "vae.encoder"
+        report.notes.append(
+            "frame_encoder = the diffusers VAE's encoder (the same module, frame_encoder.encoder -> vae.encoder) "
+            "+ its own copy of quant_conv"
+        )
 
     clip_dir = folder / "image_encoder"
     if (clip_dir / "config.json").is_file():
@@ -565,7 +581,7 @@ def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) 
         names = {k: k for k in source if not k.endswith("position_ids")}
         modules["image_encoder"] = _load_module(clip, source, names, opts, "image_encoder", report)
         configs["image_encoder"] = clip_config
-    return _assemble(svd_config, configs, modules, report, scale_factor), report
+    return _assemble(svd_config, configs, modules, report, scale_factor, shared), report
 
 
 def _unshare(module: nn.Module, other: nn.Module) -> None:

@@ -18,6 +18,9 @@ from .model import ReLumixConfig, ReLumixModel
 TINY_CLIP_DIM = 32
 TINY_FPS_DIM = 16
 TINY_COND_AUG_DIM = 32
+#: Clip length the tiny model claims to be trained on: shorter than ReLumix's 14 so that tests window long videos
+#: cheaply.
+TINY_TRAINED_FRAMES = 8
 
 
 def tiny_config(share_reference: bool = True) -> ReLumixConfig:
@@ -61,6 +64,7 @@ def tiny_config(share_reference: bool = True) -> ReLumixConfig:
         shared=shared,
         fps_embed_dim=TINY_FPS_DIM,
         cond_aug_embed_dim=TINY_COND_AUG_DIM,
+        trained_frames=TINY_TRAINED_FRAMES,
     )
 
 

@@ -51,6 +51,45 @@ def official_state() -> dict[str, torch.Tensor]:
     return dict(_official_state())
 
 
+#: sgm prefixes of the VAE encoders: the first stage's and those of the conditioning embedders #3 and #4.
+FIRST_STAGE_ENCODER = "first_stage_model.encoder."
+EMBEDDER_ENCODER = {3: "conditioner.embedders.3.encoder.encoder.", 4: "conditioner.embedders.4.encoder.encoder."}
+
+
+def copy_tensors(state: dict[str, torch.Tensor], src_prefix: str, dst_prefix: str) -> dict[str, torch.Tensor]:
+    """Make everything under ``dst_prefix`` a copy (clone) of what is under ``src_prefix``; in place, returned."""
+    for key in [k for k in state if k.startswith(dst_prefix)]:
+        del state[key]
+    for key in [k for k in state if k.startswith(src_prefix)]:
+        state[dst_prefix + key[len(src_prefix) :]] = state[key].clone()
+    return state
+
+
+def with_vae_encoder_copies(
+    state: dict[str, torch.Tensor], embedders: tuple[int, ...] = (3,)
+) -> dict[str, torch.Tensor]:
+    """The embedders' VAE encoders made exact copies of the first stage's, as in SVD-derived checkpoints."""
+    for index in embedders:
+        copy_tensors(state, FIRST_STAGE_ENCODER, EMBEDDER_ENCODER[index])
+    return state
+
+
+def stock_svd_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Stock SVD img2vid in sgm names, made from the tiny official engine: no gates, 8 input channels, half the
+    cross-attention context, no reference embedders (#1, #4)."""
+    reference_embedders = ("conditioner.embedders.1.", "conditioner.embedders.4.")
+    out = {}
+    for key, tensor in state.items():
+        if re.search(r"\.attn[12]\.gate", key) or key.startswith(reference_embedders):
+            continue
+        if key == "model.diffusion_model.input_blocks.0.0.weight":
+            tensor = tensor[:, :8]
+        elif re.search(r"\.attn2\.to_[kv]\.weight$", key):
+            tensor = tensor[:, : tensor.shape[1] // 2]
+        out[key] = tensor.clone()
+    return out
+
+
 def write_state(path: Path, state: dict[str, torch.Tensor]) -> Path:
     """``.safetensors`` via safetensors, anything else via ``torch.save`` (as the official .pth is)."""
     if path.suffix == ".safetensors":

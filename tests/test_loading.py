@@ -3,6 +3,7 @@ duplicate embedders are handled, and every kind of bad file is refused with one 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -12,22 +13,31 @@ import pytest
 import torch
 from checkpoint_helpers import (
     BAD_CHECKPOINTS,
+    EMBEDDER_ENCODER,
     MARKERS,
     SPATIAL_GATE,
     TINY_OFFICIAL_OPTIONS,
     assert_bit_identical,
+    copy_tensors,
     malicious_state,
     official_state,
+    stock_svd_state,
+    with_vae_encoder_copies,
     write_state,
 )
 from diffusers.models.attention_processor import Attention
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import relumix_core.single_file as single_file
+from relumix_core.components import COMPONENTS
 from relumix_core.errors import CheckpointError
-from relumix_core.loading import load_relumix
-from relumix_core.model import ReLumixModel
+from relumix_core.loading import LoadOptions, load_official, load_relumix
+from relumix_core.model import ReLumixConfig, ReLumixModel
 from relumix_core.models.gated_attention import GatedAttnProcessor
-from relumix_core.single_file import convert_checkpoint, save_single_file
+from relumix_core.single_file import convert_checkpoint, save_folder, save_single_file
+from relumix_core.svd_init import init_from_sgm_state
+from relumix_core.tensor_source import DictSource
 from relumix_core.tiny import random_tiny_model, tiny_config
 
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
@@ -261,6 +271,278 @@ def test_different_reference_embedder_is_not_deduplicated(tmp_path: Path) -> Non
     model, report = load_relumix(write_state(tmp_path / "near_dup.safetensors", state), **TINY_OFFICIAL_OPTIONS)
     assert model.reference_encoder is not model.frame_encoder
     assert "reference_encoder differs from frame_encoder" in report.summary()
+
+
+# ------------------------------------------------------------------------------------------------ one VAE encoder
+# SVD-derived checkpoints store the first stage's VAE encoder again in embedder #3 (and #4): loaded once.
+
+QUANT_CONV = ["frame_encoder.quant_conv.bias", "frame_encoder.quant_conv.weight"]
+EMBEDDER_4 = "conditioner.embedders.4.encoder."
+
+
+def _keys(path: Path) -> list[str]:
+    with safe_open(str(path), "pt") as handle:
+        return list(handle.keys())
+
+
+def _images() -> torch.Tensor:
+    return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def _encoder_size(model: ReLumixModel) -> int:
+    return sum(p.numel() for p in model.vae.encoder.parameters())
+
+
+@pytest.fixture(scope="module")
+def vae_copy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny engine with embedder #3's encoder an exact copy of the first stage's (#4 still differs)."""
+    state = with_vae_encoder_copies(official_state())
+    return write_state(tmp_path_factory.mktemp("vae_copy") / "engine.safetensors", state)
+
+
+@pytest.fixture(scope="module")
+def chain_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Also embedder #4 = embedder #3, so reference_encoder -> frame_encoder, whose encoder -> vae.encoder."""
+    state = copy_tensors(with_vae_encoder_copies(official_state()), "conditioner.embedders.3.encoder.", EMBEDDER_4)
+    return write_state(tmp_path_factory.mktemp("chain") / "engine.safetensors", state)
+
+
+@pytest.fixture(scope="module")
+def chain_loaded(chain_file: Path) -> ReLumixModel:
+    return load_relumix(chain_file, **TINY_OFFICIAL_OPTIONS)[0]
+
+
+def _load_without_encoder_sharing(path: Path, monkeypatch: pytest.MonkeyPatch) -> ReLumixModel:
+    for name in ("frame_encoder", "reference_encoder"):
+        monkeypatch.setitem(COMPONENTS, name, dataclasses.replace(COMPONENTS[name], duplicate_submodules=()))
+    model = load_relumix(path, **TINY_OFFICIAL_OPTIONS)[0]
+    monkeypatch.undo()
+    return model
+
+
+def test_identical_vae_encoder_is_loaded_once(vae_copy_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, report = load_relumix(vae_copy_file, **TINY_OFFICIAL_OPTIONS)
+    assert model.frame_encoder.encoder is model.vae.encoder
+    assert model.reference_encoder.encoder is not model.vae.encoder  # embedder #4 differs in the fixture
+    assert model.config.shared == {"frame_encoder.encoder": "vae.encoder"}
+    assert report.loaded["frame_encoder"] == 2  # only quant_conv came from embedder #3
+    summary = report.summary()
+    assert "frame_encoder.encoder is identical to vae.encoder" in summary
+    assert "reference_encoder.encoder differs from vae.encoder" in summary
+    duplicates = report.ignored["duplicate encoder copy: frame_encoder.encoder is identical to vae.encoder"]
+    state_keys = _keys(vae_copy_file)
+    assert sorted(duplicates) == sorted(k for k in state_keys if k.startswith(EMBEDDER_ENCODER[3]))
+
+    plain = _load_without_encoder_sharing(vae_copy_file, monkeypatch)
+    assert plain.frame_encoder.encoder is not plain.vae.encoder and not plain.config.shared
+    assert model.num_parameters() == plain.num_parameters() - _encoder_size(plain)
+    assert_bit_identical(model, plain)
+    x = _images()
+    with torch.no_grad():
+        assert torch.equal(model.frame_encoder(x), plain.frame_encoder(x))
+        assert torch.equal(model.vae.encode(x).latent_dist.mean, plain.vae.encode(x).latent_dist.mean)
+
+
+def test_different_vae_encoders_are_both_loaded(official_loaded, tmp_path: Path) -> None:
+    model, report = official_loaded  # the fixtures' encoders are independent random weights
+    assert model.frame_encoder.encoder is not model.vae.encoder
+    assert "frame_encoder.encoder" not in model.config.shared
+    assert "frame_encoder.encoder differs from vae.encoder in this checkpoint, so both copies are loaded" in (
+        report.summary()
+    )
+    state = with_vae_encoder_copies(official_state())
+    key = EMBEDDER_ENCODER[3] + "conv_out.bias"
+    state[key] = state[key] + 1e-3 * (torch.arange(state[key].numel()) == 0)  # one value of one tensor
+    near, near_report = load_relumix(write_state(tmp_path / "near.safetensors", state), **TINY_OFFICIAL_OPTIONS)
+    assert near.frame_encoder.encoder is not near.vae.encoder
+    assert "frame_encoder.encoder differs from vae.encoder" in near_report.summary()
+    assert torch.equal(near.frame_encoder.encoder.conv_out.bias, state[key])
+
+
+def test_shapes_only_encoders_are_not_claimed_identical() -> None:
+    """Key manifests (meta tensors) cannot show equal weights: both copies, and the report says why."""
+    state = with_vae_encoder_copies(official_state())
+    source = DictSource(Path("manifest"), {k: torch.empty(v.shape, device="meta") for k, v in state.items()})
+    model, report = load_official(source, LoadOptions(device="meta", **TINY_OFFICIAL_OPTIONS))
+    assert model.frame_encoder.encoder is not model.vae.encoder and not model.config.shared
+    assert "frame_encoder.encoder cannot be compared with vae.encoder (shapes only)" in report.summary()
+
+
+def test_not_requested_first_stage_keeps_the_frame_encoder_whole(vae_copy_file: Path) -> None:
+    model, report = load_relumix(vae_copy_file, components=("unet", "frame_encoder"), **TINY_OFFICIAL_OPTIONS)
+    assert model.vae is None and not model.config.shared
+    assert report.loaded["frame_encoder"] == len(model.frame_encoder.state_dict())
+
+
+@pytest.mark.parametrize("reference", ["whole", "encoder"])
+def test_reference_encoder_chains_to_the_vae_encoder(reference: str, chain_file: Path, chain_loaded: ReLumixModel,
+                                                     tmp_path: Path) -> None:
+    if reference == "whole":  # reference_encoder -> frame_encoder, frame_encoder.encoder -> vae.encoder
+        model = chain_loaded
+        assert model.reference_encoder is model.frame_encoder
+        assert model.config.shared == {"frame_encoder.encoder": "vae.encoder", "reference_encoder": "frame_encoder"}
+    else:  # embedder #4: the same encoder, its own quant_conv
+        state = with_vae_encoder_copies(official_state(), embedders=(3, 4))
+        model, _ = load_relumix(write_state(tmp_path / "e.safetensors", state), **TINY_OFFICIAL_OPTIONS)
+        assert model.reference_encoder is not model.frame_encoder
+        links = {"frame_encoder.encoder": "vae.encoder", "reference_encoder.encoder": "vae.encoder"}
+        assert model.config.shared == links
+    assert model.reference_encoder.encoder is model.frame_encoder.encoder is model.vae.encoder
+    path = save_single_file(model, tmp_path / "chain.safetensors")
+    keys = _keys(path)
+    assert not any(k.startswith(("frame_encoder.encoder.", "reference_encoder.encoder.")) for k in keys)
+    loaded, _ = load_relumix(path)
+    assert loaded.reference_encoder.encoder is loaded.frame_encoder.encoder is loaded.vae.encoder
+    assert loaded.config.shared == model.config.shared
+    assert_bit_identical(model, loaded)
+
+
+@pytest.mark.parametrize("target", ["file", "folder"])
+def test_shared_vae_encoder_is_stored_once(target: str, chain_loaded: ReLumixModel, tmp_path: Path) -> None:
+    model = chain_loaded
+    encoder_tensors = len(model.vae.encoder.state_dict())
+    if target == "file":
+        path = save_single_file(model, tmp_path / "shared.safetensors")
+        keys = _keys(path)
+        assert sum(k.startswith("vae.encoder.") for k in keys) == encoder_tensors
+        assert sorted(k for k in keys if k.startswith("frame_encoder.")) == QUANT_CONV
+        assert not any(k.startswith("reference_encoder.") for k in keys)
+    else:
+        path = save_folder(model, tmp_path / "shared_folder")
+        assert sorted(p.name for p in path.iterdir() if p.is_dir()) == ["frame_encoder", "image_encoder",
+                                                                          "reference_image_encoder", "unet", "vae"]
+        frame_keys = _keys(path / "frame_encoder" / single_file.FOLDER_WEIGHTS)
+        assert sorted(f"frame_encoder.{k}" for k in frame_keys) == QUANT_CONV
+        vae_keys = _keys(path / "vae" / single_file.FOLDER_WEIGHTS)
+        assert sum(k.startswith("encoder.") for k in vae_keys) == encoder_tensors
+        keys = [k for sub in path.iterdir() if sub.is_dir() for k in _keys(sub / single_file.FOLDER_WEIGHTS)]
+    assert len(keys) == sum(len(model.owned_state_dict(name)) for name in model.unique_components())
+    loaded, _ = load_relumix(path)
+    assert loaded.frame_encoder.encoder is loaded.vae.encoder and loaded.reference_encoder is loaded.frame_encoder
+    assert loaded.config.to_json() == model.config.to_json()
+    assert loaded.num_parameters() == model.num_parameters()
+    assert_bit_identical(model, loaded)
+    back = convert_checkpoint(path, tmp_path / "back.safetensors")  # and across formats
+    assert back.config.shared == model.config.shared
+    assert sum(k.startswith(("frame_encoder.encoder.", "vae.encoder.")) for k in _keys(tmp_path / "back.safetensors")) \
+        == encoder_tensors
+
+
+def test_linked_encoder_loading_is_still_strict(chain_loaded: ReLumixModel, tmp_path: Path) -> None:
+    path = save_single_file(chain_loaded, tmp_path / "shared.safetensors")
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+
+    def variant(name: str, change: dict[str, torch.Tensor | None]) -> Path:
+        state = {k: v for k, v in ({**tensors, **change}).items() if v is not None}
+        save_file(state, str(tmp_path / name), metadata=metadata)
+        return tmp_path / name
+
+    cases = {
+        "no_vae_encoder_tensor.safetensors": ({"vae.encoder.conv_in.weight": None}, r"\[vae\].*1 missing"),
+        "no_quant_conv.safetensors": ({"frame_encoder.quant_conv.bias": None}, r"\[frame_encoder\].*1 missing"),
+        "second_copy.safetensors": (
+            {"frame_encoder.encoder.conv_in.weight": tensors["vae.encoder.conv_in.weight"].clone()},
+            r"\[frame_encoder\].*1 unexpected",
+        ),
+    }
+    for name, (change, words) in cases.items():
+        with pytest.raises(CheckpointError, match=words):
+            load_relumix(variant(name, change))
+
+    # Without the first stage, the frame encoder takes the stored encoder tensors as its own.
+    partial, report = load_relumix(path, components=("unet", "frame_encoder"))
+    assert partial.vae is None and partial.reference_encoder is partial.frame_encoder
+    assert partial.config.shared == {"reference_encoder": "frame_encoder"} and "vae" not in partial.config.components
+    assert "frame_encoder.encoder loaded from vae.encoder's weights" in report.summary()
+    x = _images()
+    with torch.no_grad():
+        assert torch.equal(partial.frame_encoder(x), chain_loaded.frame_encoder(x))
+    again, _ = load_relumix(save_single_file(partial, tmp_path / "partial.safetensors"))
+    assert_bit_identical(partial, again)
+    with pytest.raises(CheckpointError, match="vae"):
+        load_relumix(variant("no_vae_encoder_at_all.safetensors",
+                             {k: None for k in tensors if k.startswith("vae.encoder.")}),
+                     components=("unet", "frame_encoder"))
+
+
+BAD_LINKS = {
+    "cycle": {"frame_encoder.encoder": "reference_encoder.encoder",
+              "reference_encoder.encoder": "frame_encoder.encoder"},
+    "unknown_component": {"frame_encoder.encoder": "decoder_stage.encoder"},
+    "inside_a_link": {"reference_encoder": "frame_encoder", "reference_encoder.encoder": "vae.encoder"},
+    "into_itself": {"vae.encoder": "vae"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINKS))
+def test_bad_shared_links_are_refused(kind: str, tiny_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        ReLumixConfig(shared=BAD_LINKS[kind]).link_order()
+    with safe_open(str(tiny_file), "pt") as handle:
+        metadata = handle.metadata()
+    data = json.loads(metadata["config"])
+    data["shared"] = BAD_LINKS[kind]
+    bad = {**metadata, "config": json.dumps(data)}
+    save_file(load_file(str(tiny_file)), str(tmp_path / "bad.safetensors"), metadata=bad)
+    with pytest.raises(CheckpointError, match="config in the file is invalid"):
+        load_relumix(tmp_path / "bad.safetensors")
+
+
+def test_shared_link_paths() -> None:
+    chain = ReLumixConfig(shared={"reference_encoder": "frame_encoder", "frame_encoder.encoder": "vae.encoder"})
+    assert chain.owner("reference_encoder.encoder.conv_in") == "vae.encoder.conv_in"
+    assert chain.linked_submodules("frame_encoder") == ("encoder",) and chain.linked_submodules("vae") == ()
+
+
+def test_svd_init_shares_an_identical_first_stage_encoder(tmp_path: Path) -> None:
+    state = stock_svd_state(with_vae_encoder_copies(official_state()))
+    model, report = init_from_sgm_state(DictSource(tmp_path / "svd", state), **TINY_OFFICIAL_OPTIONS)
+    assert model.frame_encoder.encoder is model.vae.encoder and model.reference_encoder is model.frame_encoder
+    assert model.config.shared == {"frame_encoder.encoder": "vae.encoder", "reference_encoder": "frame_encoder",
+                                   "reference_image_encoder": "image_encoder"}
+    assert "frame_encoder.encoder is identical to vae.encoder" in report.summary()
+    assert not any(p.requires_grad for p in model.frame_encoder.parameters())
+    loaded, _ = load_relumix(save_single_file(model, tmp_path / "init.safetensors"))
+    assert loaded.frame_encoder.encoder is loaded.vae.encoder
+    assert_bit_identical(model, loaded)
+
+    different = stock_svd_state(official_state())
+    model, report = init_from_sgm_state(DictSource(tmp_path / "svd2", different), **TINY_OFFICIAL_OPTIONS)
+    assert model.frame_encoder.encoder is not model.vae.encoder and "frame_encoder.encoder" not in model.config.shared
+    assert "frame_encoder.encoder differs from vae.encoder" in report.summary()
+
+
+# ------------------------------------------------------------------------------------------------ trained_frames
+
+
+def test_trained_frames(official_loaded, tmp_path: Path) -> None:
+    assert official_loaded[0].config.trained_frames == 14
+    assert json.loads(official_loaded[0].config.to_json())["trained_frames"] == 14
+    tiny = random_tiny_model(0)
+    assert tiny.config.trained_frames == 8
+    path = save_single_file(tiny, tmp_path / "tiny.safetensors")
+    assert load_relumix(path)[0].config.trained_frames == 8
+    assert load_relumix(path, trained_frames=16)[0].config.trained_frames == 16
+
+    old = json.loads(tiny.config.to_json())  # written before the field existed
+    del old["trained_frames"]
+    assert ReLumixConfig.from_json(json.dumps(old)).trained_frames == 14
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    save_file(load_file(str(path)), str(tmp_path / "old.safetensors"), metadata={**metadata, "config": json.dumps(old)})
+    assert load_relumix(tmp_path / "old.safetensors")[0].config.trained_frames == 14
+    old["trained_frames"] = 0
+    with pytest.raises(ValueError, match="trained_frames"):
+        ReLumixConfig.from_json(json.dumps(old))
+    with pytest.raises(ValueError, match="trained_frames"):
+        load_relumix(path, trained_frames=0)
+
+
+def test_trained_frames_override_for_the_official_layout(official_file: Path) -> None:
+    model, _ = load_relumix(official_file, trained_frames=25, device="meta", **TINY_OFFICIAL_OPTIONS)
+    assert model.config.trained_frames == 25
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -300,7 +300,9 @@ def test_diffusers_folder(svd: TinySVD) -> None:
     frame = _state(model.frame_encoder)
     assert set(frame) == {k for k in svd.vae if k.startswith(("encoder.", "quant_conv."))}
     assert all(torch.equal(frame[k], svd.vae[k]) for k in frame)
-    assert all(frame[k].data_ptr() != vae[k].data_ptr() for k in frame)
+    assert model.frame_encoder.encoder is model.vae.encoder  # one copy of the VAE encoder
+    assert model.config.shared["frame_encoder.encoder"] == "vae.encoder"
+    assert all(frame[k].data_ptr() != vae[k].data_ptr() for k in frame if k.startswith("quant_conv."))
     clip = _state(model.image_encoder)
     assert all(torch.equal(clip[k], v) for k, v in svd.transformers_clip.items())
     assert model.reference_image_encoder is model.image_encoder

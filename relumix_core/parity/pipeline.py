@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..conditioning import ConditioningInputs, encode_conditioning, make_inputs
-from ..pipeline import ClipResult, RelightSettings, ReLumixPipeline
+from ..denoiser import Conditioning
+from ..pipeline import RelightSettings, ReLumixPipeline
+from ..sampling import edm_sigmas, sample_euler_edm
 from .common import Fixture, ParityResult, compare
 from .conditioner import compare_conditioning
 from .engine import load_fixture_engine
@@ -25,6 +29,8 @@ def check(fixture: Fixture) -> list[ParityResult]:
     t, meta = fixture.tensors, fixture.meta
     cli = meta["cli_equivalent"]
     settings = RelightSettings(
+        size=None,  # the fixture's 32x48 frames are processed as they are
+        window=int(t["input.video_m11"].shape[0]),
         num_steps=int(cli["num_steps"]),
         min_guidance=float(cli["guider_min_scale"]),
         max_guidance=float(cli["guider_max_scale"]),
@@ -46,14 +52,7 @@ def check(fixture: Fixture) -> list[ParityResult]:
                 continue
             settings.reference_range = reference_range  # type: ignore[assignment]
             if dtype == torch.float32:
-                out = pipe.relight_clip(
-                    rgb01,
-                    (t["input.ref_m11"] + 1) / 2,
-                    settings,
-                    cond_noise=t["input.cond_aug_noise"],
-                    latent_noise=t["input.latent_noise"],
-                    trace=True,
-                )
+                out = _run_through_api(pipe, t, rgb01, settings)
             else:
                 out = _run_from_stored_batch(pipe, t, ref, settings, dtype)
             key = f"{ref}.{prefix}"
@@ -75,10 +74,31 @@ def check(fixture: Fixture) -> list[ParityResult]:
     return results
 
 
+@dataclass
+class _Run:
+    cond: Conditioning
+    uncond: Conditioning
+    trace: list[dict[str, torch.Tensor]]
+    latents: torch.Tensor
+    decoded: torch.Tensor
+    video: torch.Tensor
+
+
+def _run_through_api(
+    pipe: ReLumixPipeline, t: dict[str, torch.Tensor], rgb01: torch.Tensor, settings: RelightSettings
+) -> _Run:
+    """The public two-stage API (encode, generate) with the fixture's noise draws."""
+    conditioning = pipe.encode(rgb01, (t["input.ref_m11"] + 1) / 2, 0, settings, cond_noise=[t["input.cond_aug_noise"]])
+    cond, uncond = conditioning.window_conditioning(pipe.model, conditioning.directions[0].embeddings)
+    trace: list[dict[str, torch.Tensor]] = []
+    result = pipe.generate(conditioning, settings, latent_noise=[t["input.latent_noise"]], trace=trace)
+    return _Run(cond, uncond, trace, result.latents, result.decoded, result.frames)
+
+
 @torch.no_grad()
 def _run_from_stored_batch(
     pipe: ReLumixPipeline, t: dict[str, torch.Tensor], ref: str, settings: RelightSettings, dtype: torch.dtype
-) -> ClipResult:
+) -> _Run:
     """The float64 reference run used the float32 batch upcast (fixtures README), so start from that batch."""
     inputs = ConditioningInputs(
         frames=t["batch.cond_frames_without_noise"].to(dtype),
@@ -89,8 +109,10 @@ def _run_from_stored_batch(
         cond_aug=settings.cond_aug,
     )
     cond, uncond = encode_conditioning(pipe.model, inputs)
-    trace: list[dict[str, torch.Tensor]] = []
-    latents = pipe.sample(cond, uncond, t["input.latent_noise"].to(dtype), settings, trace=trace)
+    denoiser = pipe.window_denoiser(cond, uncond, settings)
+    denoiser.trace = []
+    sigmas = edm_sigmas(settings.num_steps, dtype=dtype)
+    latents = sample_euler_edm(denoiser, t["input.latent_noise"].to(dtype), sigmas)
     decoded = pipe.decode(latents, settings)
     video = torch.clamp((decoded + 1.0) / 2.0, 0.0, 1.0)
-    return ClipResult(video, latents, decoded, cond, uncond, trace)
+    return _Run(cond, uncond, denoiser.trace, latents, decoded, video)

@@ -1,0 +1,147 @@
+"""Long sequences in windows of the trained length: which frames each window sees, and how windows are joined.
+
+A *sequence* here is one direction of propagation: position 0 holds the relit reference, positions 1.. the frames
+that follow it in time. Two strategies (both keep the window at the trained length, so every window looks to the
+model exactly like a training clip):
+
+* ``anchor``: every window starts with the original reference (position 0), followed by ``window - 1`` consecutive
+  frames; consecutive windows share ``overlap`` frames. All windows are denoised together, step by step, and at
+  every step the x0 predictions of frames seen by several windows are blended (MultiDiffusion-style), so seams are
+  resolved during sampling rather than papered over afterwards.
+* ``chain``: windows are consecutive runs of ``window`` frames sharing ``overlap`` frames; each window after the
+  first takes the previous window's relit frame at its start as its reference (frame replacement and fusion). The
+  overlapping latents are cross-faded.
+
+Pure index bookkeeping plus one denoiser wrapper; the pipeline does the encoding and decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+from .errors import ReLumixError
+
+Strategy = Literal["anchor", "chain"]
+STRATEGIES: tuple[str, ...] = ("anchor", "chain")
+
+DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_window_options(window: int, overlap: int, strategy: str) -> None:
+    """Reject options that cannot tile a sequence, with the fix in the message."""
+    if strategy not in STRATEGIES:
+        raise ReLumixError(f"window strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if window < 2:
+        raise ReLumixError(f"window must be at least 2 frames (the reference and one frame), got {window}")
+    if overlap < 0:
+        raise ReLumixError(f"overlap must be 0 or more, got {overlap}")
+    if strategy == "anchor" and overlap >= window - 1:
+        raise ReLumixError(
+            f"overlap ({overlap}) must be smaller than window - 1 ({window - 1}) for 'anchor': each window holds the "
+            "reference and window - 1 frames, and must move on by at least one frame"
+        )
+    if strategy == "chain" and not 1 <= overlap < window:
+        raise ReLumixError(
+            f"overlap ({overlap}) must be at least 1 and smaller than window ({window}) for 'chain': the shared "
+            "frame carries the light from one window to the next"
+        )
+
+
+def _spans(first: int, stop: int, length: int, overlap: int) -> list[tuple[int, int]]:
+    """Runs of ``length`` positions covering [first, stop), stepping by length - overlap; the last one ends at stop."""
+    if stop - first <= length:
+        return [(first, stop)]
+    step = length - overlap
+    starts = list(range(first, stop - length, step))
+    starts.append(stop - length)
+    return [(s, s + length) for s in starts]
+
+
+def plan_windows(length: int, window: int, overlap: int, strategy: Strategy) -> list[list[int]]:
+    """The sequence positions each window covers, in window order (position 0 = the reference).
+
+    A sequence no longer than ``window`` is one window: exactly the official single-clip case.
+    """
+    check_window_options(window, overlap, strategy)
+    if length <= window:
+        return [list(range(length))]
+    if strategy == "anchor":
+        return [[0, *range(a, b)] for a, b in _spans(1, length, window - 1, overlap)]
+    return [list(range(a, b)) for a, b in _spans(0, length, window, overlap)]
+
+
+def ramp_weights(positions: list[int], previous: list[int] | None, following: list[int] | None) -> torch.Tensor:
+    """Blend weights of one window's frames: rising over the frames shared with the previous window, falling over
+    those shared with the next, 1 elsewhere. Weights are only compared among windows that cover the same frame."""
+    n = len(positions)
+    weights = torch.ones(n, dtype=torch.float64)
+    for side, neighbour in (("head", previous), ("tail", following)):
+        if not neighbour:
+            continue
+        shared = [i for i, p in enumerate(positions) if p != 0 and p in set(neighbour)]
+        k = len(shared)
+        for rank, i in enumerate(shared if side == "head" else reversed(shared)):
+            weights[i] = min(weights[i].item(), (rank + 1) / (k + 1))
+    return weights
+
+
+def window_weights(plan: list[list[int]]) -> list[torch.Tensor]:
+    """:func:`ramp_weights` for every window of a plan."""
+    return [
+        ramp_weights(
+            positions,
+            plan[i - 1] if i > 0 else None,
+            plan[i + 1] if i + 1 < len(plan) else None,
+        )
+        for i, positions in enumerate(plan)
+    ]
+
+
+class WindowedDenoiser:
+    """Denoise a whole sequence as overlapping windows and blend their x0 predictions (``anchor``).
+
+    ``window_denoisers[i](x[plan[i]], sigma[plan[i]])`` is an ordinary single-clip guided denoiser; ``on_window``
+    is called after each window evaluation (progress and interrupts).
+    """
+
+    def __init__(
+        self,
+        plan: list[list[int]],
+        window_denoisers: list[DenoiseFn],
+        on_window: Callable[[], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.index = [torch.tensor(p) for p in plan]
+        self.weights = window_weights(plan)
+        self.window_denoisers = window_denoisers
+        self.on_window = on_window
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(x)
+        norm = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for index, weight, denoise in zip(self.index, self.weights, self.window_denoisers, strict=True):
+            index = index.to(x.device)
+            w = weight.to(x)
+            denoised = denoise(x[index], sigma[index])
+            total.index_add_(0, index, denoised * w.reshape(-1, *([1] * (x.ndim - 1))))
+            norm.index_add_(0, index, w)
+            if self.on_window is not None:
+                self.on_window()
+        return total / norm.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def blend_sequence(plan: list[list[int]], parts: list[torch.Tensor], length: int) -> torch.Tensor:
+    """Join per-window results (``parts[i]`` rows follow ``plan[i]``) into one sequence, cross-fading overlaps."""
+    weights = window_weights(plan)
+    shape = (length, *parts[0].shape[1:])
+    total = parts[0].new_zeros(shape)
+    norm = parts[0].new_zeros(length)
+    for positions, weight, part in zip(plan, weights, parts, strict=True):
+        index = torch.tensor(positions, device=part.device)
+        w = weight.to(part)
+        total.index_add_(0, index, part * w.reshape(-1, *([1] * (part.ndim - 1))))
+        norm.index_add_(0, index, w)
+    return total / norm.reshape(-1, *([1] * (total.ndim - 1)))
