@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_relight import add_relight_arguments
 from .errors import ReLumixError
 
 #: Exit status for user errors (as argparse uses for usage errors) and for Ctrl-C (128 + SIGINT).
@@ -131,6 +132,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relight(args: argparse.Namespace) -> int:
+    from .cli_relight import run_relight
+
+    return run_relight(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Hand over to relumix_core.demo (own options); imported only here because it pulls in the whole pipeline."""
     import importlib
@@ -160,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relumix",
-        description="ReLumix video relighting: checkpoint tools and a demo.",
+        description="ReLumix video relighting: relight videos, checkpoint tools and a demo.",
     )
     parser.add_argument("--version", action="version", version=f"relumix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -194,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("ckpt", help="checkpoint file or folder")
     _add_shape_options(info)
     info.set_defaults(func=cmd_info)
+
+    relight = sub.add_parser(
+        "relight",
+        help="relight a video from one relit frame",
+        description="Relight VIDEO so that it carries the light of --reference, the relit version of frame "
+        "--reference-index. Long videos are processed in windows at bounded memory.",
+    )
+    add_relight_arguments(relight)
+    relight.set_defaults(func=cmd_relight)
 
     demo = sub.add_parser(
         "demo",

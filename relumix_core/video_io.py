@@ -277,21 +277,12 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: float, ov
         rate = math.nan
     if not math.isfinite(rate) or rate <= 0:
         raise VideoError(f"cannot write {target}: the frame rate must be a positive number, got {fps!r}")
-    if _PRINTF.search(target.name):
+    kind = check_output(raw, overwrite)
+    if kind == "pattern":
         return _write_pattern(target, frames, overwrite)
-    is_folder = raw.endswith(("/", os.sep) + ((os.altsep,) if os.altsep else ())) or target.is_dir()
-    if is_folder or not target.suffix:
-        return _write_folder(target, frames, overwrite)
+    if kind == "folder":
+        return _write_folder(target, frames)
     suffix = target.suffix.lower()
-    if suffix not in SUPPORTED_VIDEO_SUFFIXES:
-        hint = " (PNG frames: a folder ending in '/' or a pattern like %05d.png)" if suffix in IMAGE_SUFFIXES else ""
-        raise VideoError(
-            f"cannot write {target}: unknown format {target.suffix!r}; supported: "
-            f"{', '.join(SUPPORTED_VIDEO_SUFFIXES)}, a folder, or a pattern like %05d.png{hint}"
-        )
-    _check_parent(target)
-    if target.exists() and not overwrite:
-        raise VideoError(f"{target} exists; {OVERWRITE_HINT}")
     if suffix == ".gif" and rate > _GIF_MAX_FPS:
         raise VideoError(f"cannot write {target} at {rate:g} fps: GIF plays at most {_GIF_MAX_FPS:g} fps; use .mp4")
     with _atomic_file(target) as tmp:
@@ -303,6 +294,49 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: float, ov
         except av.error.FFmpegError as err:
             raise VideoError(f"cannot encode {target} ({_one_line(err)})") from err
     return target
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool = False) -> str:
+    """Every check :func:`write_video` makes on its path, without writing: call it before a long run so that a
+    bad output path fails at once. Returns the kind of output: ``"file"``, ``"folder"`` or ``"pattern"``."""
+    raw = os.fspath(path)
+    target = Path(raw)
+    if _PRINTF.search(target.name):
+        _, _, tail = _pattern_parts(target)
+        if not tail.lower().endswith(".png"):
+            raise VideoError(f"cannot write {target}: image sequences are written as PNG; end the pattern in .png")
+        _check_parent(target)
+        existing = _pattern_files(target, must_exist=False)
+        if existing and not overwrite:
+            raise VideoError(f"{existing[0][1]} exists (matches {target}); {OVERWRITE_HINT}")
+        return "pattern"
+    is_folder = raw.endswith(("/", os.sep) + ((os.altsep,) if os.altsep else ())) or target.is_dir()
+    if is_folder or not target.suffix:
+        _check_parent(target)
+        if target.exists():
+            if not target.is_dir():
+                raise VideoError(f"{target} is a file, not a folder; choose another output path")
+            visible = sorted(e.name for e in target.iterdir() if not e.name.startswith("."))
+            foreign = [name for name in visible if not _SEQUENCE_NAME.match(name)]
+            if foreign:
+                raise VideoError(
+                    f"{target} holds files other than frame_NNNNN.png (e.g. {foreign[0]}); write into a new or "
+                    "empty folder"
+                )
+            if visible and not overwrite:
+                raise VideoError(f"{target} exists; {OVERWRITE_HINT}")
+        return "folder"
+    suffix = target.suffix.lower()
+    if suffix not in SUPPORTED_VIDEO_SUFFIXES:
+        hint = " (PNG frames: a folder ending in '/' or a pattern like %05d.png)" if suffix in IMAGE_SUFFIXES else ""
+        raise VideoError(
+            f"cannot write {target}: unknown format {target.suffix!r}; supported: "
+            f"{', '.join(SUPPORTED_VIDEO_SUFFIXES)}, a folder, or a pattern like %05d.png{hint}"
+        )
+    _check_parent(target)
+    if target.exists() and not overwrite:
+        raise VideoError(f"{target} exists; {OVERWRITE_HINT}")
+    return "file"
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -411,20 +445,8 @@ def _save_png(file: Path, frame: np.ndarray) -> None:
     Image.fromarray(_as_uint8(frame)).save(file, format="PNG")
 
 
-def _write_folder(folder: Path, frames: np.ndarray, overwrite: bool) -> Path:
-    """PNG frames into a new folder, swapped in whole; an existing folder is only replaced if it holds our frames."""
-    _check_parent(folder)
-    if folder.exists():
-        if not folder.is_dir():
-            raise VideoError(f"{folder} is a file, not a folder; choose another output path")
-        visible = sorted(e.name for e in folder.iterdir() if not e.name.startswith("."))
-        foreign = [name for name in visible if not _SEQUENCE_NAME.match(name)]
-        if foreign:
-            raise VideoError(
-                f"{folder} holds files other than frame_NNNNN.png (e.g. {foreign[0]}); write into a new or empty folder"
-            )
-        if visible and not overwrite:
-            raise VideoError(f"{folder} exists; {OVERWRITE_HINT}")
+def _write_folder(folder: Path, frames: np.ndarray) -> Path:
+    """PNG frames into a new folder, swapped in whole (:func:`check_output` vetted the target)."""
     with _atomic_folder(folder) as tmp:
         for i in range(len(frames)):
             _save_png(tmp / SEQUENCE_FRAME_NAME.format(i), frames[i])
@@ -438,12 +460,7 @@ def _write_pattern(pattern: Path, frames: np.ndarray, overwrite: bool) -> Path:
     the pattern never reads back a stale tail of an earlier, longer clip.
     """
     head, spec, tail = _pattern_parts(pattern)
-    if not tail.lower().endswith(".png"):
-        raise VideoError(f"cannot write {pattern}: image sequences are written as PNG; end the pattern in .png")
-    _check_parent(pattern)
-    existing = _pattern_files(pattern, must_exist=False)
-    if existing and not overwrite:
-        raise VideoError(f"{existing[0][1]} exists (matches {pattern}); {OVERWRITE_HINT}")
+    existing = _pattern_files(pattern, must_exist=False)  # check_output vetted the target
     names = [head + spec % i + tail for i in range(len(frames))]
     tmp = _hidden_sibling(pattern, "")
     tmp.mkdir()
