@@ -62,8 +62,9 @@ def add_relight_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how frames meet the processing size (default resize)")
     parser.add_argument("--reference-fit", choices=("auto", "resize", "crop", "pad"), default="auto",
                         help="how a reference of another size is conformed (default auto)")
-    parser.add_argument("--decode-chunk-size", type=int, default=14,
-                        help="frames per VAE decode; changes the pictures slightly (default 14, as the authors)")
+    parser.add_argument("--decode-chunk-size", type=int, default=None,
+                        help="frames per VAE decode; changes the pictures slightly (default: the window, 14 for the "
+                        "authors' model, as they do)")
     parser.add_argument("--sequential-branches", action="store_true",
                         help="run the guidance branches one after the other (less memory, slower)")
     parser.add_argument("--offload", action="store_true", help="keep each component on the CPU except while it runs")

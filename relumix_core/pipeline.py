@@ -57,9 +57,10 @@ class RelightSettings:
     fps_id: float = DEFAULT_FPS_ID
     cond_aug: float = DEFAULT_COND_AUG
     reference_range: ReferenceRange = "official"
-    #: Frames per VAE decode (and encode) call. The temporal decoder treats each chunk as a video of its own, so
-    #: this changes the pictures, not only memory; 14 is what the authors use.
-    decode_chunk_size: int = 14
+    #: Frames per VAE decode (and encode) call; ``None`` means the window length (14 for the official model, the
+    #: authors' value), so that peak memory is set by the window alone. The temporal decoder treats each chunk as a
+    #: video of its own, so this changes the pictures, not only memory.
+    decode_chunk_size: int | None = None
     #: Run the unconditional and conditional branches as one batch (faster) or one after the other (less memory).
     batch_branches: bool = True
     #: Frames per window; ``None`` means the length the model was trained on.
@@ -78,14 +79,15 @@ class RelightSettings:
         """A copy with ``window`` / ``overlap`` filled in from the model, after checking every option."""
         window = self.window if self.window is not None else model.config.trained_frames
         overlap = self.overlap if self.overlap is not None else max(1, window // 3)
-        out = replace(self, window=window, overlap=overlap)
+        chunk = self.decode_chunk_size if self.decode_chunk_size is not None else window
+        out = replace(self, window=window, overlap=overlap, decode_chunk_size=chunk)
         out.check()
         return out
 
     def check(self) -> None:
         if self.num_steps < 1:
             raise ReLumixError(f"steps must be at least 1, got {self.num_steps}")
-        if self.decode_chunk_size < 1:
+        if self.decode_chunk_size is not None and self.decode_chunk_size < 1:
             raise ReLumixError(f"decode_chunk_size must be at least 1, got {self.decode_chunk_size}")
         for name in ("min_guidance", "max_guidance", "fps_id", "cond_aug"):
             value = float(getattr(self, name))
@@ -324,7 +326,7 @@ class ReLumixPipeline:
         """Latents -> decoder output [T,3,h,w] on the CPU (before the clamp), ``decode_chunk_size`` frames per call,
         exactly as the official ``decode_first_stage`` chunks."""
         vae = self.model.component("vae")
-        chunk = settings.decode_chunk_size
+        chunk = settings.resolved(self.model).decode_chunk_size or latents.shape[0]
         out = []
         with self._on_device("vae"):
             for start in range(0, latents.shape[0], chunk):

@@ -88,21 +88,27 @@ def test_same_seed_same_result_and_sequential_branches_match(pipe: ReLumixPipeli
 
 @pytest.mark.parametrize("strategy", ["anchor", "chain"])
 def test_long_video_windows_have_no_seams(pipe: ReLumixPipeline, strategy: str) -> None:
-    """3x the window: seams between windows jump no more than the model's frame-to-frame change inside one."""
-    video, ref = clip(18), clip(1, seed=5)[0]
-    s = settings(window=6, overlap=2, strategy=strategy, num_steps=3)
+    """3x the window: the change across a seam is no larger than the model's own frame-to-frame change around it.
+
+    A still video with the same noise in every frame makes the random model's output vary smoothly with the frame's
+    position in its window, so windows that disagree at a seam show up as a spike (chain without cross-fading
+    gives 1.4x its neighbours here; a joined run stays at about 1.0x).
+    """
+    length = 18
+    video, ref = clip(1).repeat(length, 1, 1, 1), clip(1, seed=5)[0]
+    # one decode chunk for the whole clip: decode chunk boundaries are seams of their own (see the README)
+    s = settings(window=6, overlap=2, strategy=strategy, num_steps=5, cond_aug=0.0, decode_chunk_size=length)
     cond = pipe.encode(video, ref, 0, s, torch.Generator().manual_seed(0))
-    result = pipe.generate(cond, s, torch.Generator().manual_seed(1))
+    noise = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(1)).repeat(length, 1, 1, 1)
+    result = pipe.generate(cond, s, latent_noise=[noise])
     windows = result.windows[0]
     assert len(windows) >= 3
-    out = result.frames
-    jumps = (out[1:] - out[:-1]).abs().mean(dim=(1, 2, 3))
-    src_jumps = (video[1:] - video[:-1]).abs().mean(dim=(1, 2, 3))
-    ratio = jumps / src_jumps.clamp_min(1e-6)  # the model's change relative to the input's own motion
-    starts = {w[1] if strategy == "anchor" else w[0] for w in windows[1:]}  # first new frame of each later window
-    seam = torch.tensor([ratio[i - 1].item() for i in starts])
-    inside = torch.tensor([ratio[i].item() for i in range(len(ratio)) if i + 1 not in starts])
-    assert seam.max() <= 1.25 * inside.max(), (seam, inside)
+    jumps = (result.frames[1:] - result.frames[:-1]).abs().mean(dim=(1, 2, 3))
+    firsts = [w[1] if strategy == "anchor" else w[0] for w in windows[1:]]  # where each later window takes over
+    for first in firsts:
+        seam = jumps[first - 1]
+        around = (jumps[first - 2] + jumps[first]) / 2
+        assert seam <= 1.2 * around, (first, seam.item(), around.item())
 
 
 def test_progress_counts_steps_times_windows_and_stop_interrupts(pipe: ReLumixPipeline) -> None:
