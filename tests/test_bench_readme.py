@@ -1,0 +1,26 @@
+"""The README's speed and memory table is the one generated from bench/results/*.json."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("readme_table", REPO / "bench" / "readme_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_table_matches_the_benchmark_json() -> None:
+    generator = _generator()
+    assert list((REPO / "bench" / "results").glob("*.json")), "no benchmark results in bench/results"
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"<!-- bench-table -->\n(.*?)\n<!-- /bench-table -->", readme, re.S)
+    assert found, "README.md lacks the <!-- bench-table --> block"
+    assert found.group(1) == generator.table(), "README table is stale: paste the output of bench/readme_table.py"
+    assert len(generator.rows()) >= 3
