@@ -1,8 +1,23 @@
-"""ComfyUI node adapters over relumix_core.
+"""ComfyUI node adapters over relumix_core (classic node API).
 
-The nodes come with the ComfyUI issue; until then the mappings are empty so ComfyUI loads the pack cleanly.
-Node modules must import ComfyUI and heavy libraries lazily, inside the node functions, never at import time.
+Load -> ReferenceReplace -> EmbeddingFuse -> ReLumixSampler: a video and one relit frame in, the relit video out.
+ComfyUI itself is only touched through :mod:`.services`, at call time, so the pack imports without it.
 """
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+from .conditioning import EmbeddingFuse
+from .loader import LoadReLumixModel
+from .reference import ReferenceReplace
+from .sampler import ReLumixSampler
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "LoadReLumixModel": LoadReLumixModel,
+    "ReferenceReplace": ReferenceReplace,
+    "EmbeddingFuse": EmbeddingFuse,
+    "ReLumixSampler": ReLumixSampler,
+}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
+    "LoadReLumixModel": "Load ReLumix Model",
+    "ReferenceReplace": "ReLumix Reference Replace",
+    "EmbeddingFuse": "ReLumix Embedding Fuse",
+    "ReLumixSampler": "ReLumix Sampler",
+}

@@ -1,0 +1,99 @@
+"""The ComfyUI nodes called directly (no ComfyUI): the four roles chained on the random tiny model."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from relumix_core.cli import main
+from relumix_core.errors import ReLumixError
+
+REPO = Path(__file__).resolve().parents[1]
+PACK = "relumix_pack_under_test"
+
+
+def load_pack() -> ModuleType:
+    """Import the repo folder as ComfyUI does: a package named after its folder, loaded from __init__.py."""
+    if PACK in sys.modules:
+        return sys.modules[PACK]
+    spec = importlib.util.spec_from_file_location(PACK, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models") / "relumix"
+    root.mkdir()
+    assert main(["init-tiny", str(root / "relumix-tiny-random.safetensors")]) == 0
+    return root
+
+
+@pytest.fixture
+def nodes(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
+    monkeypatch.setenv("RELUMIX_MODELS_DIR", str(models_dir))
+    return load_pack().NODE_CLASS_MAPPINGS
+
+
+def video(frames: int, height: int = 48, width: int = 80) -> torch.Tensor:
+    """ComfyUI IMAGE batch [B,H,W,C] in 0..1."""
+    t = torch.linspace(0, 1, frames)[:, None, None, None]
+    y = torch.linspace(0, 1, height)[None, :, None, None]
+    x = torch.linspace(0, 1, width)[None, None, :, None]
+    shape = (frames, height, width, 1)
+    channels = [0.5 + 0.4 * torch.sin(6 * x + 3 * t), 0.3 + 0.5 * y + 0 * t, 0.6 - 0.3 * x + 0 * t]
+    return torch.cat([c.expand(shape) for c in channels], dim=-1).clamp(0, 1).contiguous()
+
+
+def test_every_node_declares_the_classic_api(nodes: dict[str, type]) -> None:
+    assert set(nodes) == {"LoadReLumixModel", "ReferenceReplace", "EmbeddingFuse", "ReLumixSampler"}
+    for name, cls in nodes.items():
+        spec = cls.INPUT_TYPES()
+        assert set(spec) <= {"required", "optional", "hidden"} and spec["required"], name
+        assert cls.CATEGORY == "ReLumix"
+        assert callable(getattr(cls(), cls.FUNCTION))
+        assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
+    assert nodes["LoadReLumixModel"].INPUT_TYPES()["required"]["checkpoint"][0] == ["relumix-tiny-random.safetensors"]
+
+
+def test_load_replace_fuse_sample(nodes: dict[str, type]) -> None:
+    (model,) = nodes["LoadReLumixModel"]().load("relumix-tiny-random.safetensors", "auto", "keep on GPU", "official")
+    frames = video(10)
+    relit = (frames[3:4] * torch.tensor([1.2, 0.9, 0.7])).clamp(0, 1)
+    replaced, reference, k = nodes["ReferenceReplace"]().replace(frames, relit, 3, "auto")
+    assert replaced.shape == frames.shape and k == 3
+    assert torch.equal(replaced[3], reference[0]) and torch.equal(replaced[0], frames[0])
+    (cond,) = nodes["EmbeddingFuse"]().fuse(model, replaced, reference, k, 64, "resize", 15, 0.02, 0)
+    out, latent = nodes["ReLumixSampler"]().sample(model, cond, 0, 2, 1.0, 1.5, 6, 2, "anchor", 0, True)
+    assert out.shape == frames.shape and out.dtype == torch.float32 and out.device.type == "cpu"
+    assert 0 <= out.min() and out.max() <= 1
+    assert latent["samples"].shape == (10, 4, 8, 8)
+
+
+def test_reference_that_does_not_fit_is_explained(nodes: dict[str, type]) -> None:
+    with pytest.raises(ReLumixError, match="aspect"):
+        nodes["ReferenceReplace"]().replace(video(4), video(1, 80, 48), 0, "auto")
+    replaced, reference, _ = nodes["ReferenceReplace"]().replace(video(4), video(1, 80, 48), 0, "pad")
+    assert reference.shape == (1, 48, 80, 3)
+    with pytest.raises(ReLumixError, match="outside"):
+        nodes["ReferenceReplace"]().replace(video(4), video(1), 4, "auto")
+    with pytest.raises(ReLumixError):
+        nodes["ReferenceReplace"]().replace(video(4)[:0], video(1), 0, "auto")
+
+
+def test_missing_checkpoint_and_foreign_conditioning(nodes: dict[str, type]) -> None:
+    with pytest.raises(ReLumixError, match="not found"):
+        nodes["LoadReLumixModel"]().load("nothing.safetensors", "auto", "keep on GPU", "official")
+    load = nodes["LoadReLumixModel"]().load
+    (a,) = load("relumix-tiny-random.safetensors", "fp32", "keep on GPU", "official")
+    (b,) = load("relumix-tiny-random.safetensors", "fp32", "offload between runs", "official")
+    (cond,) = nodes["EmbeddingFuse"]().fuse(a, video(4), video(1), 0, 64, "resize", 15, 0.02, 0)
+    with pytest.raises(ReLumixError, match="different ReLumix model"):
+        nodes["ReLumixSampler"]().sample(b, cond, 0, 1, 1.0, 1.5, 0, -1, "anchor", 0, True)
