@@ -39,7 +39,7 @@ class EmbeddingFuse:
                 "fps_id": ("INT", {"default": 15, "min": 0, "max": 1000, "tooltip": "the authors use 15"}),
                 "cond_aug": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 1.0, "step": 0.001,
                                        "tooltip": "noise added to the source frames before the VAE (0.02)"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                                  "tooltip": "seed of the cond_aug noise"}),
             }
         }

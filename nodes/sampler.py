@@ -30,7 +30,7 @@ class ReLumixSampler:
             "required": {
                 "model": ("RELUMIX_MODEL",),
                 "conditioning": ("RELUMIX_CONDITIONING",),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
                 "steps": ("INT", {"default": 25, "min": 1, "max": 1000}),
                 "min_guidance": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.05}),
                 "max_guidance": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 20.0, "step": 0.05}),
