@@ -103,3 +103,20 @@ def test_workflow_runs_end_to_end_with_the_tiny_model(tmp_path: Path, name: str,
     video, fps = read_video(written)
     assert video.shape == clip.shape  # every frame, at the input size
     assert fps == pytest.approx(12, rel=0.01)
+
+
+@pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
+def test_ui_workflow_is_the_api_workflow(path: Path) -> None:
+    """workflows/<name>.json (dragged into the UI) is generated from workflows/api/<name>.json and kept in step."""
+    from comfy_ui_format import api_to_ui, load_definitions, ui_path
+
+    api = json.loads(path.read_text())
+    expected = api_to_ui(api, load_definitions(_pack_nodes()))
+    assert ui_path(path).is_file(), f"missing {ui_path(path).name}: run python tests/comfy_ui_format.py"
+    stored = json.loads(ui_path(path).read_text())
+    assert stored == expected, f"{ui_path(path).name} is stale: run python tests/comfy_ui_format.py"
+    # the same graph: every API link is a UI link between the same node ids and slots
+    api_links = sorted((int(v[0]), v[1], int(n)) for n, node in api.items() for v in node["inputs"].values()
+                       if isinstance(v, list))
+    assert sorted((src, slot, dst) for _, src, slot, dst, _, _ in stored["links"]) == api_links
+    assert {n["id"] for n in stored["nodes"]} == {int(n) for n in api}
