@@ -20,9 +20,21 @@ import torch
 
 from relumix_core.video_io import read_image, read_video, write_video
 
-CORE_DEFS = json.loads((Path(__file__).parent / "comfy_defs" / "core_nodes.json").read_text())
-#: COMBO inputs whose choices are files on the user's machine (ComfyUI's input folder, models/relumix).
-FILE_CHOICES = {("LoadVideo", "file"), ("LoadImage", "image"), ("LoadReLumixModel", "checkpoint")}
+#: Definitions recorded from a real server's /object_info: core nodes and the third-party packs our workflows use.
+CORE_DEFS = {
+    name: definition
+    for path in sorted((Path(__file__).parent / "comfy_defs").glob("*.json"))
+    for name, definition in json.loads(path.read_text()).items()
+    if not name.startswith("_")
+}
+#: COMBO inputs whose choices are files on the user's machine (input folder, model folders).
+FILE_CHOICES = {
+    ("LoadVideo", "file"),
+    ("LoadImage", "image"),
+    ("LoadReLumixModel", "checkpoint"),
+    ("CheckpointLoaderSimple", "ckpt_name"),
+    ("LoadAndApplyICLightUnet", "model_path"),
+}
 
 
 class PromptError(Exception):

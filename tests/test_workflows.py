@@ -57,7 +57,7 @@ def test_the_checker_rejects_what_comfyui_rejects() -> None:
 @pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
 def test_api_workflow_validates(path: Path) -> None:
     wf = json.loads(path.read_text())
-    keys = ("file", "image", "checkpoint")
+    keys = ("file", "image", "checkpoint", "ckpt_name", "model_path")
     files = {n["inputs"][k] for n in wf.values() for k in keys if isinstance(n["inputs"].get(k), str)}
     validate_prompt(wf, _defs(), files)
 
