@@ -10,6 +10,11 @@ REFERENCE_FITS = ("auto", "resize", "crop", "pad")
 MAX_FRAMES = 100_000
 
 
+def to_comfy_images(frames: torch.Tensor) -> torch.Tensor:
+    """[B,C,H,W] (the library's layout) -> ComfyUI's IMAGE: [B,H,W,C] float32 on the CPU."""
+    return frames.permute(0, 2, 3, 1).contiguous().float().cpu()
+
+
 class ReferenceReplace:
     """The relit frame replaces frame ``reference_index``; its size is conformed to the video's."""
 
@@ -49,5 +54,4 @@ class ReferenceReplace:
             )
         ref = conform_reference(as_image(reference, "reference"), height, width, fit=fit)
         video[reference_index] = ref
-        to_comfy = lambda x: x.permute(0, 2, 3, 1).contiguous()  # noqa: E731 - [B,C,H,W] -> ComfyUI's [B,H,W,C]
-        return to_comfy(video), to_comfy(ref[None]), reference_index
+        return to_comfy_images(video), to_comfy_images(ref[None]), reference_index

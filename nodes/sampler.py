@@ -8,6 +8,7 @@ import torch
 
 from . import services
 from .loader import ReLumixHandle
+from .reference import to_comfy_images
 
 STRATEGIES = ("anchor", "chain")
 
@@ -78,5 +79,4 @@ class ReLumixSampler:
             raise
         finally:
             model.park()
-        frames = result.frames.permute(0, 2, 3, 1).contiguous().float().cpu()
-        return frames, {"samples": result.latents.float().cpu()}
+        return to_comfy_images(result.frames), {"samples": result.latents.float().cpu()}

@@ -279,7 +279,7 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: float, ov
         raise VideoError(f"cannot write {target}: the frame rate must be a positive number, got {fps!r}")
     kind = check_output(raw, overwrite)
     if kind == "pattern":
-        return _write_pattern(target, frames, overwrite)
+        return _write_pattern(target, frames)
     if kind == "folder":
         return _write_folder(target, frames)
     suffix = target.suffix.lower()
@@ -453,7 +453,7 @@ def _write_folder(folder: Path, frames: np.ndarray) -> Path:
     return folder
 
 
-def _write_pattern(pattern: Path, frames: np.ndarray, overwrite: bool) -> Path:
+def _write_pattern(pattern: Path, frames: np.ndarray) -> Path:
     """PNG files named by a printf pattern, numbered from 0, encoded in a hidden folder first and then moved in.
 
     Each file is replaced atomically; with ``overwrite``, matching files beyond the new last frame are removed, so

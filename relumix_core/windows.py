@@ -81,7 +81,8 @@ def ramp_weights(positions: list[int], previous: list[int] | None, following: li
     for side, neighbour in (("head", previous), ("tail", following)):
         if not neighbour:
             continue
-        shared = [i for i, p in enumerate(positions) if p != 0 and p in set(neighbour)]
+        neighbours = set(neighbour)
+        shared = [i for i, p in enumerate(positions) if p != 0 and p in neighbours]
         k = len(shared)
         for rank, i in enumerate(shared if side == "head" else reversed(shared)):
             weights[i] = min(weights[i].item(), (rank + 1) / (k + 1))
