@@ -339,23 +339,14 @@ def manifest_config(manifest: Path) -> tuple[ReLumixConfig, dict[str, int]]:
 def share_identical_copies(config: ReLumixConfig) -> ReLumixConfig:
     """Link the reference embedders and the embedders' VAE encoder as the loader does for the real checkpoint,
     whose copies are identical; a shapes-only manifest cannot show that, so without this every copy is built."""
-    from relumix_core.model import ReLumixConfig
-
-    components = {k: v for k, v in config.components.items() if k not in ("reference_image_encoder",
-                                                                          "reference_encoder")}
+    linked = ("reference_image_encoder", "reference_encoder")
     shared = {
         "reference_image_encoder": "image_encoder",
         "reference_encoder": "frame_encoder",
         "frame_encoder.encoder": "vae.encoder",
     }
-    return ReLumixConfig(
-        components=components,
-        shared=shared,
-        fps_embed_dim=config.fps_embed_dim,
-        cond_aug_embed_dim=config.cond_aug_embed_dim,
-        scale_factor=config.scale_factor,
-        trained_frames=config.trained_frames,
-    )
+    components = {k: v for k, v in config.components.items() if k not in linked}
+    return replace(config, components=components, shared=shared)
 
 
 def build_on_meta(config: ReLumixConfig) -> ReLumixModel:
