@@ -179,6 +179,32 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relight_batch(args: argparse.Namespace) -> int:
+    from .cli_batch import run_batch
+
+    return run_batch(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .cli_eval import run_eval
+
+    return run_eval(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume) as the config says; accelerate decides the devices, so `accelerate launch` scales it."""
+    from .training import load_config, train
+
+    config = load_config(args.config, args.set or [])
+    if args.max_steps is not None:
+        config.run.max_steps = args.max_steps
+    if args.output_dir is not None:
+        config.run.output_dir = args.output_dir
+    out = train(config, show_progress=not args.quiet)
+    print(f"Wrote {out}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------- parser
 
 
@@ -244,6 +270,45 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--stride", type=int, default=1, help="render every N-th frame of the motion (default 1)")
     synth.add_argument("--force", action="store_true", help="replace a non-empty OUT")
     synth.set_defaults(func=cmd_synth)
+
+    from .cli_batch import DESCRIPTION as BATCH_DESCRIPTION
+    from .cli_batch import add_batch_arguments
+
+    batch = sub.add_parser(
+        "relight-batch",
+        help="relight many videos from a job list (split across processes with accelerate launch)",
+        description=BATCH_DESCRIPTION,
+    )
+    add_batch_arguments(batch)
+    batch.set_defaults(func=cmd_relight_batch)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="score a model and simple baselines on a paired test set (PSNR, SSIM, temporal error; JSON + plots)",
+        description="Relight held-out clips of a paired dataset (ROOT/<map>/<scene>/<light>/<frame>.png) from their "
+        "ground-truth first frame and compare with the ground truth, next to simple baselines (input unchanged, "
+        "reference repeated, global colour transfer, ratio propagation). Writes report.json, summary.md and PNG "
+        "plots. Without -c only the baselines are scored.",
+    )
+    from .cli_eval import add_eval_arguments
+
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    train = sub.add_parser(
+        "train",
+        help="train ReLumix or relumix-tiny from a config (resumes a stopped run; scales with accelerate launch)",
+        description="Train as CONFIG says (a TOML file, or a built-in: relumix-svd, tiny-vae, tiny-unet). Running "
+        "the same command again resumes from the newest checkpoint in run.output_dir. On several GPUs or nodes: "
+        "accelerate launch -m relumix_core.cli train CONFIG.",
+    )
+    train.add_argument("config", help="TOML config file or built-in config name")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set run.max_steps=100 (repeatable)")
+    train.add_argument("--max-steps", type=_positive_int, default=None, help="shortcut for --set run.max_steps=N")
+    train.add_argument("--output-dir", default=None, help="shortcut for --set run.output_dir=DIR")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
 
     demo = sub.add_parser(
         "demo",

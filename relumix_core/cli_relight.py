@@ -41,9 +41,15 @@ def add_relight_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", "-r", required=True, help="the relit frame (any image)")
     parser.add_argument("-o", "--out", required=True,
                         help="output: .mp4, .webm, .gif, a folder ending in '/' or a pattern like out/%%05d.png")
-    parser.add_argument("--checkpoint", "-c", help=f"ReLumix checkpoint (default: ${CHECKPOINT_ENV})")
     parser.add_argument("--reference-index", "-k", type=int, default=0,
                         help="which input frame the reference is a relit version of (default 0)")
+    add_model_arguments(parser)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint, sampling, size and device options, shared with ``relumix relight-batch``."""
+    parser.add_argument("--checkpoint", "-c", help=f"ReLumix checkpoint (default: ${CHECKPOINT_ENV})")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
@@ -71,7 +77,6 @@ def add_relight_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights (auto: fp16 on GPU, else fp32)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[Any, Any]:
@@ -81,46 +86,80 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[Any, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise ReLumixError("--device cuda: no CUDA GPU is available to torch here; use --device cpu")
+    return torch.device(device), resolve_dtype(device, dtype)
+
+
+def resolve_dtype(device: Any, dtype: str) -> Any:
+    """The torch dtype for a --dtype choice; ``auto`` is fp16 on CUDA (half the memory) and fp32 elsewhere."""
+    import torch
+
     names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
     if dtype == "auto":
-        dtype = "fp16" if device == "cuda" else "fp32"
-    return torch.device(device), names[dtype]
+        dtype = "fp16" if torch.device(device).type == "cuda" else "fp32"
+    return names[dtype]
 
 
-def run_relight(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .loading import load_relumix
-    from .pipeline import RelightSettings, ReLumixPipeline
-    from .video_io import check_output, read_image, read_video, write_video
-
-    start = time.perf_counter()
+def require_checkpoint(args: argparse.Namespace) -> str:
+    """--checkpoint or $RELUMIX_CHECKPOINT; missing both is the first thing to tell the user."""
     checkpoint = args.checkpoint or os.environ.get(CHECKPOINT_ENV)
     if not checkpoint:
         raise ReLumixError(
             f"no checkpoint: pass --checkpoint PATH or set {CHECKPOINT_ENV} (the authors' relumix.pth from "
             "huggingface.co/lez/relumix, or a file made by 'relumix convert' / 'relumix init-tiny')"
         )
-    check_output(args.out, overwrite=args.force)  # fail now, not after the work
+    return checkpoint
+
+
+def check_checkpoint_exists(checkpoint: str) -> None:
     if not Path(checkpoint).expanduser().exists():
         raise ReLumixError(f"checkpoint {checkpoint} does not exist")
-    frames, fps = read_video(args.video)
-    reference = read_image(args.reference)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`RelightSettings` of the command-line options, checked so bad options fail before the model loads."""
+    from .pipeline import RelightSettings
+
     settings = RelightSettings(
         num_steps=args.steps, min_guidance=args.min_guidance, max_guidance=args.max_guidance, fps_id=args.fps_id,
         cond_aug=args.cond_aug, reference_range=args.reference_range, decode_chunk_size=args.decode_chunk_size,
         batch_branches=not args.sequential_branches, window=args.window, overlap=args.overlap,
         strategy=args.strategy, size=args.size, fit=args.fit, reference_fit=args.reference_fit,
     )
-    settings.check()  # bad options fail before the model loads
+    settings.check()
+    return settings
+
+
+def load_pipeline(checkpoint: str, args: argparse.Namespace, device: Any, dtype: Any, quiet: bool = False) -> Any:
+    """Load the model once (on the CPU with --offload) and wrap it in a :class:`ReLumixPipeline`.
+
+    ``quiet`` drops the load notes, which every process of a batch would otherwise print alike.
+    """
+    from .loading import load_relumix
+    from .pipeline import ReLumixPipeline
+
+    model, report = load_relumix(checkpoint, dtype=dtype, device="cpu" if args.offload else device)
+    for note in [] if quiet else report.notes:
+        print(f"note: {note}")
+    return ReLumixPipeline(model, device=device, offload=args.offload)
+
+
+def run_relight(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .video_io import check_output, read_image, read_video, write_video
+
+    start = time.perf_counter()
+    checkpoint = require_checkpoint(args)
+    check_output(args.out, overwrite=args.force)  # fail now, not after the work
+    check_checkpoint_exists(checkpoint)
+    frames, fps = read_video(args.video)
+    reference = read_image(args.reference)
+    settings = settings_from_args(args)  # bad options fail before the model loads
     if not 0 <= args.reference_index < frames.shape[0]:
         raise ReLumixError(f"--reference-index {args.reference_index} is outside {args.video}, which has "
                            f"{frames.shape[0]} frames (use 0..{frames.shape[0] - 1})")
     device, dtype = _device_and_dtype(args.device, args.dtype)
-    model, report = load_relumix(checkpoint, dtype=dtype, device="cpu" if args.offload else device)
-    for note in report.notes:
-        print(f"note: {note}")
-    pipe = ReLumixPipeline(model, device=device, offload=args.offload)
+    pipe = load_pipeline(checkpoint, args, device, dtype)
     print(f"relighting {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} from {args.reference} "
           f"(reference = frame {args.reference_index}) on {device}, {str(dtype).replace('torch.', '')}")
     with tqdm(desc="relighting", unit="step", dynamic_ncols=True) as bar:

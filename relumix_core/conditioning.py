@@ -136,6 +136,12 @@ def embed_reference(model: ReLumixModel, reference: torch.Tensor) -> ReferenceEm
     return ReferenceEmbeddings(clip, model.component("reference_encoder")(reference))
 
 
+def uses_embedding_fusion(model: ReLumixModel) -> bool:
+    """Whether the UNet takes the reference latent on channels 8-11 (ReLumix: yes; the paper's "no embedding
+    fusion" ablation has an 8-channel UNet: noisy latent | frame latents)."""
+    return model.config.unet.in_channels == 12
+
+
 def assemble_conditioning(
     model: ReLumixModel,
     frames: FrameEmbeddings,
@@ -146,11 +152,14 @@ def assemble_conditioning(
 ) -> tuple[Conditioning, Conditioning]:
     """(cond, uncond) for B videos of ``num_frames`` (frames have B*T rows, the reference B rows).
 
-    cond: [frame | reference] on CLIP context and latent channels; uncond zeroes only the frame halves.
+    cond: [frame | reference] on CLIP context and latent channels; uncond zeroes only the frame halves. Without
+    embedding fusion (an 8-channel UNet) the reference latent is left out of ``concat``.
     """
     t = num_frames
     crossattn = torch.cat([frames.clip, reference.clip.repeat_interleave(t, dim=0)], dim=-1)[:, None]
-    concat = torch.cat([frames.latents, reference.latent.repeat_interleave(t, dim=0)], dim=1)
+    concat = frames.latents
+    if uses_embedding_fusion(model):
+        concat = torch.cat([frames.latents, reference.latent.repeat_interleave(t, dim=0)], dim=1)
     vector = conditioning_vector(model, crossattn.shape[0], fps_id, cond_aug).to(crossattn)
     cond = Conditioning(crossattn, concat, vector)
     uncond = Conditioning(

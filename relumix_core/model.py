@@ -176,5 +176,11 @@ class ReLumixModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     @property
+    def latent_factor(self) -> int:
+        """How much the first-stage VAE shrinks a side (8 for SVD/ReLumix, 4 for relumix-tiny)."""
+        vae = self.config.components.get("vae") or self.config.components.get("frame_encoder")
+        return 2 ** (vae.num_levels - 1) if vae is not None else 8
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.component("unet").dtype

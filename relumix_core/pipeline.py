@@ -43,7 +43,6 @@ from .sampling import edm_sigmas, linear_guidance_scale, sample_euler_edm
 from .windows import Strategy, WindowedDenoiser, blend_sequence, check_window_options, plan_windows
 
 LATENT_CHANNELS = 4
-LATENT_FACTOR = 8
 OutputType = Literal["pt", "np", "pil"]
 
 
@@ -201,7 +200,8 @@ class ReLumixPipeline:
             )
         ref = conform_reference(as_image(reference, "reference"), height, width, fit=settings.reference_fit)
         if settings.size is None:
-            framing = make_framing(height, width, size=(height, width), fit="resize", multiple=LATENT_FACTOR)
+            native = (height, width)
+            framing = make_framing(height, width, size=native, fit="resize", multiple=self.model.latent_factor)
         else:
             framing = make_framing(height, width, size=settings.size, fit=settings.fit)
         return framing.to_model(video), framing.to_model(ref[None])[0], framing
@@ -362,8 +362,8 @@ class ReLumixPipeline:
         ticker = Progress(sum(settings.num_steps * len(p) for p in plans), progress, should_stop)
         ticker.check()
         h, w = conditioning.framing.size
-        latents = torch.zeros(conditioning.num_frames, LATENT_CHANNELS, h // LATENT_FACTOR, w // LATENT_FACTOR,
-                              dtype=self.state_dtype)
+        f = self.model.latent_factor
+        latents = torch.zeros(conditioning.num_frames, LATENT_CHANNELS, h // f, w // f, dtype=self.state_dtype)
         sampled = []
         for i, (direction, plan) in enumerate(zip(conditioning.directions, plans, strict=True)):
             shape = (len(direction.indices), *latents.shape[1:])

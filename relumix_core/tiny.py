@@ -68,6 +68,76 @@ def tiny_config(share_reference: bool = True) -> ReLumixConfig:
     )
 
 
+def relumix_tiny_config(gates: bool = True, embedding_fusion: bool = True) -> ReLumixConfig:
+    """Config of ``relumix-tiny``, the small model trained from scratch on synthetic clips (64x64, 8 frames).
+
+    The same architecture as ReLumix, narrower and shallower where a 64x64 frame allows it: a first-stage VAE that
+    downsamples by 4 (16x16 latents keep enough detail for high PSNR at this size), a two-layer CLIP tower at 64 px,
+    and a UNet of three levels. The conditioning VAE encoders are the first stage's encoder (``shared``), as in SVD.
+    ``gates`` / ``embedding_fusion`` off give the paper's ablations: no attention gates, and an 8-channel UNet
+    without the reference latent.
+    """
+    from .models.clip import CLIPTowerConfig
+    from .models.unet import UNetConfig, attention_module_names
+    from .models.vae import VAEConfig
+
+    unet = UNetConfig(
+        in_channels=12 if embedding_fusion else 8,
+        out_channels=4,
+        model_channels=32,
+        channel_mult=(1, 2, 2),
+        num_res_blocks=2,
+        attention_levels=(True, True, False),
+        transformer_depth=(1, 1, 1),
+        num_head_channels=16,
+        context_dim=2 * TINY_CLIP_DIM,
+        adm_in_channels=TINY_FPS_DIM + TINY_COND_AUG_DIM,
+    )
+    if not gates:
+        unet.ungated_attention = tuple(attention_module_names(unet))
+    vae_shape = dict(ch=32, block_out_channels=(32, 64, 64), num_res_blocks=1, z_channels=4)  # factor 4
+    clip = CLIPTowerConfig(width=64, layers=2, head_width=16, patch_size=8, image_size=64, embed_dim=TINY_CLIP_DIM)
+    return ReLumixConfig(
+        components={
+            "unet": unet,
+            "vae": VAEConfig(**vae_shape),
+            "image_encoder": clip,
+            "frame_encoder": VAEConfig(**vae_shape, embed_dim=4),
+        },
+        shared={
+            "reference_image_encoder": "image_encoder",
+            "reference_encoder": "frame_encoder",
+            "frame_encoder.encoder": "vae.encoder",
+        },
+        fps_embed_dim=TINY_FPS_DIM,
+        cond_aug_embed_dim=TINY_COND_AUG_DIM,
+        trained_frames=TINY_TRAINED_FRAMES,
+    )
+
+
+def build_untrained(config: ReLumixConfig, seed: int = 0) -> ReLumixModel:
+    """A model with the modules' own default initialisation (for training from scratch), the same for a seed.
+
+    The first stage and the frame encoder get identity ``quant_conv`` layers, so the frame latents are the
+    first stage's posterior mean, as in SVD, whose conditioning encoder is its first stage's encoder.
+    """
+    from .components import COMPONENTS
+    from .convert.vae import first_stage_extra_tensors
+
+    modules: dict[str, nn.Module] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, component_config in config.components.items():
+            modules[name] = COMPONENTS[name].build(component_config)
+    with torch.no_grad():
+        for name in ("vae", "frame_encoder"):
+            module = modules.get(name)
+            if module is not None:
+                for key, value in first_stage_extra_tensors(config.components["vae"]).items():
+                    module.get_parameter(key).copy_(value)
+    return ReLumixModel(config, modules)
+
+
 def _normal(shape: torch.Size, std: float, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(shape, generator=gen) * std
 
@@ -140,4 +210,4 @@ def random_tiny_model(seed: int = 0, share_reference: bool = True) -> ReLumixMod
     return ReLumixModel(config, modules)
 
 
-__all__ = ["random_tiny_model", "randomize_", "tiny_config"]
+__all__ = ["build_untrained", "random_tiny_model", "randomize_", "relumix_tiny_config", "tiny_config"]

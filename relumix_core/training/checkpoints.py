@@ -1,0 +1,78 @@
+"""Training checkpoints: trainable weights (safetensors), optimizer state and the step, written atomically.
+
+A checkpoint is a folder ``checkpoints/step_NNNNNNN/`` that appears complete or not at all (it is written under a
+hidden name and renamed). Resuming reads the newest complete one. The optimizer state holds only tensors and
+numbers, so it loads with ``torch.load(weights_only=True)``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import ReLumixError
+
+PREFIX = "step_"
+
+
+@dataclass
+class Resumed:
+    step: int
+    path: Path
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    folder = root / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").exists()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def save_checkpoint(
+    root: Path, step: int, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
+    extra: dict | None = None, keep: int = 2,
+) -> Path:
+    """Write checkpoint ``step`` and drop all but the ``keep`` newest."""
+    folder = root / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{PREFIX}{step:07d}"
+    tmp = folder / f".{final.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in params.items()}, str(tmp / "trainable.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(
+    path: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer
+) -> tuple[int, dict]:
+    """Restore weights and optimizer from ``path``; returns (step, state). Names must match exactly."""
+    tensors = load_file(str(path / "trainable.safetensors"))
+    missing, unexpected = set(params) - set(tensors), set(tensors) - set(params)
+    if missing or unexpected:
+        raise ReLumixError(
+            f"checkpoint {path} does not fit this model ({len(missing)} missing, {len(unexpected)} unexpected "
+            f"tensors, e.g. {sorted(missing or unexpected)[:2]}); was it made with another config?"
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(tensors[name])
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    state = json.loads((path / "state.json").read_text())
+    return int(state["step"]), state

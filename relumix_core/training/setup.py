@@ -1,0 +1,74 @@
+"""The model a training config starts from, and which of its parameters train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..components import COMPONENTS
+from ..errors import ReLumixError
+from ..model import ReLumixModel
+from ..models.unet import attention_module_names
+from .config import TrainConfig
+
+
+def initial_model(config: TrainConfig) -> ReLumixModel:
+    """Build or load the model of ``config.model`` in float32, with the ablation switches applied."""
+    m = config.model
+    if m.init == "tiny":
+        from ..tiny import build_untrained, relumix_tiny_config
+
+        cfg = relumix_tiny_config(gates=config.ablation.gates, embedding_fusion=config.ablation.embedding_fusion)
+        cfg.trained_frames = config.data.num_frames
+        return build_untrained(cfg, seed=m.seed)
+    path = Path(m.path).expanduser()
+    if not path.exists():
+        raise ReLumixError(f"model.path {path} does not exist (model.init = {m.init!r})")
+    if m.init == "svd":
+        from ..svd_init import init_from_svd
+
+        model, _ = init_from_svd(path, seed=m.seed, dtype=torch.float32)
+    else:
+        from ..loading import load_relumix
+
+        model, _ = load_relumix(path, dtype=torch.float32)
+    if m.unet == "new":
+        model.unet = _new_unet(model, config)
+    return model
+
+
+def _new_unet(model: ReLumixModel, config: TrainConfig) -> nn.Module:
+    """A freshly initialised UNet of the same size, with the ablations applied (the VAE and CLIP are kept)."""
+    import dataclasses
+
+    old = model.config.components["unet"]
+    unet_config = dataclasses.replace(
+        old,
+        in_channels=12 if config.ablation.embedding_fusion else 8,
+        ungated_attention=() if config.ablation.gates else tuple(attention_module_names(old)),
+    )
+    model.config.components["unet"] = unet_config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.model.seed)
+        return COMPONENTS["unet"].build(unet_config)
+
+
+def trainable_modules(model: ReLumixModel, stage: str) -> list[nn.Module]:
+    """What a stage trains: the whole UNet (everything else frozen), or the first-stage autoencoder without its
+    identity ``quant_conv`` (sgm's first stage has none)."""
+    model.requires_grad_(False)
+    if stage == "unet":
+        unet = model.component("unet")
+        unet.requires_grad_(True)
+        return [unet]
+    vae = model.component("vae")
+    vae.requires_grad_(True)
+    vae.quant_conv.requires_grad_(False)
+    return [vae]
+
+
+def trainable_parameters(model: ReLumixModel) -> dict[str, nn.Parameter]:
+    """Named parameters with requires_grad, named as in the model (shared modules once)."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}

@@ -1,0 +1,254 @@
+"""relumix train: config checking, EDM pieces, the data order, both stages, ablations, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from relumix_core.cli import main as cli_main
+from relumix_core.errors import ReLumixError
+from relumix_core.loading import load_relumix
+from relumix_core.pipeline import RelightSettings, ReLumixPipeline
+from relumix_core.synth import write_dataset
+from relumix_core.training import load_config, train
+from relumix_core.training.config import ConfigError, dump_toml
+from relumix_core.training.data import StepSampler, item_index
+from relumix_core.training.edm import loss_weight, sample_sigmas, weighted_mse
+from relumix_core.training.steps import unet_inputs
+
+pytest.importorskip("accelerate")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """2 scenes x 2 lights x 5 frames x 32 px."""
+    return write_dataset(tmp_path_factory.mktemp("train") / "data", 2, 2, 5, 32, seed=3)
+
+
+def tiny_overrides(root: Path, out: Path, **extra: object) -> list[str]:
+    values = {
+        "data.root": str(root), "data.num_frames": 4, "data.size": 32, "optim.batch_size": 1,
+        "run.output_dir": str(out), "run.log_every": 1, "run.sample_every": 0, "run.checkpoint_every": 2,
+        **extra,
+    }
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+def test_builtin_configs_load_and_round_trip(tmp_path):
+    for name in ("relumix-svd", "tiny-vae", "tiny-unet"):
+        config = load_config(name)
+        copy = tmp_path / f"{name}.toml"
+        copy.write_text(dump_toml(config))
+        assert load_config(copy).to_dict() == config.to_dict()
+    svd = load_config("relumix-svd")  # the authors' recipe
+    assert (svd.optim.lr, svd.diffusion.p_mean, svd.diffusion.p_std, svd.diffusion.sigma_data) == (2e-5, 1.0, 1.6, 1.0)
+    assert svd.diffusion.concat_dropout == 0.1 and svd.data.cond_aug == 0.02 and svd.data.reverse_prob == 0.2
+
+
+def test_config_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('stage = "unet"\n[optim]\nlearning_rate = 1e-4\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown config key 'optim\.learning_rate'"):
+        load_config(bad)
+    bad.write_text('[data]\nnum_frames = "eight"\n')
+    with pytest.raises(ConfigError, match="data.num_frames must be int"):
+        load_config(bad)
+    bad.write_text('stage = "vea"\n')
+    with pytest.raises(ConfigError, match="stage must be one of unet, vae"):
+        load_config(bad)
+    bad.write_text("[data\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="built-in config"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="--set run.nothing=1: unknown config key 'run.nothing'"):
+        load_config("tiny-vae", ["run.nothing=1"])
+    assert load_config("tiny-vae", ["run.max_steps=7", "data.root=some/where"]).run.max_steps == 7
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
+    assert cli_main(["train", "tiny-vae", "--set", "bogus=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "unknown config key 'bogus'" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------- EDM
+
+
+def test_edm_sigmas_weighting_and_loss():
+    gen = torch.Generator().manual_seed(0)
+    sigmas = sample_sigmas(20000, 1.0, 1.6, gen)
+    logs = sigmas.log()
+    assert abs(logs.mean().item() - 1.0) < 0.05 and abs(logs.std().item() - 1.6) < 0.05
+    sigma = torch.tensor([0.5, 1.0, 2.0])
+    assert torch.allclose(loss_weight(sigma), (sigma**2 + 1) / sigma**2)
+    x = torch.zeros(3, 2)
+    d = torch.ones(3, 2)
+    assert weighted_mse(d, x, torch.tensor([1.0, 2.0, 3.0])).item() == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------------------- data order
+
+
+def test_item_order_visits_every_pair_once_per_epoch():
+    pairs = 12
+    first = [item_index(5, p, pairs) for p in range(pairs)]
+    second = [item_index(5, p, pairs) for p in range(pairs, 2 * pairs)]
+    assert sorted(i % pairs for i in first) == list(range(pairs))
+    assert sorted(i % pairs for i in second) == list(range(pairs))
+    assert [i % pairs for i in first] != [i % pairs for i in second]  # reshuffled each epoch
+    assert all(i >= pairs for i in second)  # other clip starts / reversals in the next epoch
+
+
+def test_step_sampler_resumes_where_it_stopped_and_splits_processes():
+    full = list(StepSampler(10, 1, 0, 6, batch=2, accum=2, rank=0, world=1))
+    resumed = list(StepSampler(10, 1, 3, 6, batch=2, accum=2, rank=0, world=1))
+    assert resumed == full[3 * 4 :]
+    ranks = [list(StepSampler(10, 1, 0, 6, batch=2, accum=1, rank=r, world=2)) for r in range(2)]
+    both = ranks[0] + ranks[1]
+    assert len(set(both)) == len(both) == 24  # no clip twice across the two processes
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+@pytest.fixture(scope="module")
+def vae_run(data_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "vae"
+    config = load_config("tiny-vae", tiny_overrides(data_root, out, **{"run.max_steps": 2}))
+    return train(config, show_progress=False)
+
+
+def test_vae_stage_exports_a_calibrated_model(vae_run):
+    model, _ = load_relumix(vae_run)
+    assert model.latent_factor == 4
+    assert model.frame_encoder.encoder is model.vae.encoder
+    assert 0 < model.config.scale_factor < 1e3 and model.config.scale_factor != pytest.approx(0.18215)
+    log = (vae_run.parent / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,loss,") and len(log) == 3
+    assert {"psnr", "kl"} <= set(log[0].split(","))
+
+
+def test_unet_stage_trains_only_the_unet_and_resumes_exactly(vae_run, data_root, tmp_path):
+    before, _ = load_relumix(vae_run)
+    straight = tmp_path / "straight"
+    overrides = tiny_overrides(data_root, straight, **{"model.path": str(vae_run), "run.max_steps": 4})
+    out = train(load_config("tiny-unet", overrides), show_progress=False)
+    after, _ = load_relumix(out)
+    vae_same = all(torch.equal(a, b) for a, b in zip(before.vae.state_dict().values(),
+                                                         after.vae.state_dict().values(), strict=True))
+    assert vae_same, "the VAE must stay frozen in the UNet stage"
+    split = tmp_path / "split"
+    overrides = tiny_overrides(data_root, split, **{"model.path": str(vae_run), "run.max_steps": 2})
+    train(load_config("tiny-unet", overrides), show_progress=False)
+    overrides = tiny_overrides(data_root, split, **{"model.path": str(vae_run), "run.max_steps": 4})
+    resumed = train(load_config("tiny-unet", overrides), show_progress=False)
+    a = load_file(str(straight / "checkpoints" / "step_0000004" / "trainable.safetensors"))
+    b = load_file(str(split / "checkpoints" / "step_0000004" / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"resumed run differs from the straight run by {worst}"
+    rows = (split / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    model, _ = load_relumix(resumed)
+    video = torch.rand(4, 3, 32, 32)
+    frames = ReLumixPipeline(model).relight(video, video[0], settings=RelightSettings(num_steps=2, size=None))
+    assert frames.shape == (4, 32, 32, 3) and torch.isfinite(frames).all()
+
+
+def test_ablations_change_the_model_and_the_inputs(vae_run, data_root, tmp_path):
+    overrides = tiny_overrides(
+        data_root, tmp_path / "abl",
+        **{"model.path": str(vae_run), "run.max_steps": 1, "ablation.gates": False,
+           "ablation.embedding_fusion": False, "ablation.frame_replacement": False, "run.sample_every": 1,
+           "run.sample_steps": 2},
+    )
+    config = load_config("tiny-unet", overrides)
+    out = train(config, show_progress=False)
+    model, _ = load_relumix(out)
+    assert model.config.unet.in_channels == 8
+    assert model.unet.gated_attention == []
+    assert not any("gate" in name for name in model.unet.state_dict())
+    assert (tmp_path / "abl" / "samples" / "step_0000001.gif").stat().st_size > 0
+    from relumix_core.training.data import collate, make_dataset
+
+    batch = collate([make_dataset(config)[0]])
+    x0, cond, b, t = unet_inputs(model, batch, config, torch.Generator().manual_seed(0))
+    assert cond.concat.shape[1] == 4  # no reference latent without embedding fusion
+    config.ablation.frame_replacement = True
+    _, cond_fr, _, _ = unet_inputs(model, batch, config, torch.Generator().manual_seed(0))
+    assert not torch.allclose(cond.concat[0], cond_fr.concat[0])  # frame 0: source vs relit reference
+    assert torch.allclose(cond.concat[1:], cond_fr.concat[1:])
+
+
+def test_concat_dropout_zeroes_frames_and_reference_independently(vae_run, data_root, tmp_path):
+    overrides = tiny_overrides(data_root, tmp_path / "x", **{"model.path": str(vae_run),
+                                                             "diffusion.concat_dropout": 1.0})
+    config = load_config("tiny-unet", overrides)
+    from relumix_core.training.data import collate, make_dataset
+    from relumix_core.training.setup import initial_model
+
+    model = initial_model(config)
+    batch = collate([make_dataset(config)[0]])
+    _, cond, _, _ = unet_inputs(model, batch, config, torch.Generator().manual_seed(0))
+    assert cond.concat.abs().max() == 0 and cond.crossattn.abs().max() > 0  # CLIP context is never dropped
+    config.diffusion.concat_dropout = 0.0
+    _, cond, _, _ = unet_inputs(model, batch, config, torch.Generator().manual_seed(0))
+    assert (cond.concat.flatten(1).abs().amax(dim=1) > 0).all()
+
+
+def test_a_run_folder_refuses_another_config(vae_run, data_root, tmp_path):
+    out = tmp_path / "run"
+    overrides = tiny_overrides(data_root, out, **{"model.path": str(vae_run), "run.max_steps": 1})
+    train(load_config("tiny-unet", overrides), show_progress=False)
+    with pytest.raises(ReLumixError, match="different config .*optim"):
+        train(load_config("tiny-unet", overrides + ["optim.lr=0.1"]), show_progress=False)
+
+
+def test_bad_dataset_errors_name_the_path(tmp_path):
+    root = write_dataset(tmp_path / "d", 1, 2, 3, 32, seed=0)
+    overrides = tiny_overrides(root, tmp_path / "run")
+    with pytest.raises(ReLumixError, match=r"light_\d+ has 3 frames, fewer than the 4 needed"):
+        train(load_config("tiny-vae", overrides), show_progress=False)
+    one_light = tmp_path / "one" / "map" / "scene" / "light"
+    one_light.mkdir(parents=True)
+    with pytest.raises(ReLumixError, match=r"scene .*one/map/scene has 1 light folder"):
+        train(load_config("tiny-vae", tiny_overrides(tmp_path / "one", tmp_path / "run2")), show_progress=False)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(vae_run, data_root, tmp_path):
+    """A real kill (SIGKILL) mid-run: the next run starts at the newest checkpoint and ends at max_steps."""
+    out = tmp_path / "killed"
+    args = ["train", "tiny-unet", "--quiet"]
+    for text in tiny_overrides(data_root, out, **{"model.path": str(vae_run), "run.max_steps": 40,
+                                                  "run.checkpoint_every": 1}):
+        args += ["--set", text]
+    proc = subprocess.Popen([sys.executable, "-m", "relumix_core.cli", *args], cwd=REPO)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and not (out / "checkpoints" / "step_0000002").exists():
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    done = sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith("."))
+    assert done, "no checkpoint was written before the kill"
+    last = int(done[-1].split("_")[1])
+    assert last < 40
+    assert cli_main([*args[:2], "--quiet", *[a for a in args[3:]], "--max-steps", str(last + 2)]) == 0
+    state = json.loads((out / "checkpoints" / f"step_{last + 2:07d}" / "state.json").read_text())
+    assert state["step"] == last + 2
+    steps = [int(r.split(",")[0]) for r in (out / "log.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, last + 3))  # rows logged after the last checkpoint were dropped on resume
