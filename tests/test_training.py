@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -252,3 +253,34 @@ def test_killed_training_resumes_from_its_last_checkpoint(vae_run, data_root, tm
     assert state["step"] == last + 2
     steps = [int(r.split(",")[0]) for r in (out / "log.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, last + 3))  # rows logged after the last checkpoint were dropped on resume
+
+
+def test_synth_train_eval_from_the_command_line(tmp_path, capsys):
+    """The issue's check, at toy scale: relumix synth -> relumix train (both tiny stages) -> relumix eval."""
+    train_data, test_data = tmp_path / "train", tmp_path / "test"
+    assert cli_main(["synth", str(train_data), "--scenes", "2", "--lights", "2", "--frames", "5", "--size", "32"]) == 0
+    assert cli_main(["synth", str(test_data), "--scenes", "1", "--lights", "2", "--frames", "4", "--size", "32",
+                     "--seed", "900"]) == 0
+    common = ["--quiet", "--set", f'data.root="{train_data}"', "--set", "data.num_frames=4", "--set", "data.size=32",
+              "--set", "optim.batch_size=1", "--set", "run.sample_every=0", "--max-steps", "1"]
+    assert cli_main(["train", "tiny-vae", *common, "--output-dir", str(tmp_path / "vae")]) == 0
+    vae = tmp_path / "vae" / "model.safetensors"
+    assert cli_main(["train", "tiny-unet", *common, "--output-dir", str(tmp_path / "unet"),
+                     "--set", f'model.path="{vae}"']) == 0
+    model = tmp_path / "unet" / "model.safetensors"
+    report_dir = tmp_path / "report"
+    assert cli_main(["eval", str(test_data), "-o", str(report_dir), "-c", str(model), "--steps", "2"]) == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    methods = report["methods"]
+    assert set(methods) == {"relumix", "input_unchanged", "reference_repeated", "colour_transfer",
+                            "ratio_propagation"}
+    for name, values in methods.items():
+        for metric in ("psnr", "ssim", "temporal_error", "temporal_ssim"):
+            assert np.isfinite(values[metric]), (name, metric)
+        assert "temporal_lpips" in values
+    from PIL import Image
+
+    for png in report_dir.glob("*.png"):
+        with Image.open(png) as im:
+            im.verify()
+    assert (report_dir / "psnr_per_frame.png").exists()
