@@ -21,10 +21,13 @@ DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")
 CHECKPOINT_ENV = "RELUMIX_CHECKPOINT"
 
 
-def _size(text: str) -> int | tuple[int, int] | None:
-    """``512`` (about 512x512 pixels at the input's aspect), ``HxW``, or ``native`` (None: the input size)."""
+def _size(text: str) -> int | tuple[int, int] | str | None:
+    """``trained`` (the model's training size), ``512`` (about 512x512 pixels at the input's aspect), ``HxW``, or
+    ``native`` (None: the input size)."""
     if text == "native":
         return None
+    if text == "trained":
+        return "trained"
     try:
         if "x" in text:
             h, w = (int(v) for v in text.lower().split("x"))
@@ -32,7 +35,7 @@ def _size(text: str) -> int | tuple[int, int] | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a number like 512, HxW like 384x704, or 'native'; got {text!r}"
+            f"expected a number like 512, HxW like 384x704, 'trained' or 'native'; got {text!r}"
         ) from None
 
 
@@ -62,8 +65,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cond-aug", type=float, default=0.02, help="conditioning noise (default 0.02)")
     parser.add_argument("--reference-range", choices=("official", "training"), default="official",
                         help="reference value range seen by the embedders (default official: [0,1])")
-    parser.add_argument("--size", type=_size, default=512,
-                        help="processing size: 512 (about 512x512 at the input's aspect), HxW, or native")
+    parser.add_argument("--size", type=_size, default="trained",
+                        help="processing size: trained (the model's: 512 for ReLumix, 64 for relumix-tiny; default), "
+                        "512 (about 512x512 at the input's aspect), HxW, or native")
     parser.add_argument("--fit", choices=("resize", "crop", "pad"), default="resize",
                         help="how frames meet the processing size (default resize)")
     parser.add_argument("--reference-fit", choices=("auto", "resize", "crop", "pad"), default="auto",

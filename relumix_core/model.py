@@ -51,6 +51,9 @@ class ReLumixConfig:
     #: Frames per clip in training; the pipeline's default window for longer videos. 14 for ReLumix (SVD's length,
     #: and the authors' gradio config); checkpoints written before this field existed read as 14.
     trained_frames: int = TRAINED_FRAMES
+    #: Side of the square frames it was trained at (about trained_size**2 pixels is the default processing size):
+    #: 512 for ReLumix, 64 for relumix-tiny.
+    trained_size: int = 512
 
     @property
     def unet(self) -> Any:
@@ -65,6 +68,7 @@ class ReLumixConfig:
                 "cond_aug_embed_dim": self.cond_aug_embed_dim,
                 "scale_factor": self.scale_factor,
                 "trained_frames": self.trained_frames,
+                "trained_size": self.trained_size,
             },
             sort_keys=True,
         )
@@ -76,6 +80,8 @@ class ReLumixConfig:
         config = cls(components=components, **data)
         if not isinstance(config.trained_frames, int) or config.trained_frames < 1:
             raise ValueError(f"trained_frames must be a positive integer, not {config.trained_frames!r}")
+        if not isinstance(config.trained_size, int) or config.trained_size < 8:
+            raise ValueError(f"trained_size must be an integer of at least 8, not {config.trained_size!r}")
         config.link_order()  # a broken "shared" table fails here, when the file is read
         return config
 
@@ -180,6 +186,12 @@ class ReLumixModel(nn.Module):
         """How much the first-stage VAE shrinks a side (8 for SVD/ReLumix, 4 for relumix-tiny)."""
         vae = self.config.components.get("vae") or self.config.components.get("frame_encoder")
         return 2 ** (vae.num_levels - 1) if vae is not None else 8
+
+    @property
+    def size_multiple(self) -> int:
+        """Processing sides are multiples of this: the VAE factor times the UNet's downsampling (64 for ReLumix)."""
+        unet = self.config.components.get("unet")
+        return self.latent_factor * 2 ** (len(unet.channel_mult) - 1) if unet is not None else 64
 
     @property
     def dtype(self) -> torch.dtype:

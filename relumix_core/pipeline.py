@@ -67,9 +67,10 @@ class RelightSettings:
     #: Frames shared by consecutive windows; ``None`` means a third of the window.
     overlap: int | None = None
     strategy: Strategy = "anchor"
-    #: Processing size: about ``size`` x ``size`` pixels at the input's aspect, an explicit (height, width), or
-    #: ``None`` to process at the input size (sides must then be multiples of 8).
-    size: int | tuple[int, int] | None = 512
+    #: Processing size: about ``size`` x ``size`` pixels at the input's aspect, an explicit (height, width),
+    #: ``None`` to process at the input size (sides must then be multiples of the VAE factor), or ``"trained"``: the
+    #: model's training size (512 for ReLumix, 64 for relumix-tiny).
+    size: int | tuple[int, int] | None | Literal["trained"] = "trained"
     fit: FitMode = "resize"
     #: How a reference of another size is brought to the frame size ("auto": resize if the aspect nearly matches).
     reference_fit: str = "auto"
@@ -79,7 +80,8 @@ class RelightSettings:
         window = self.window if self.window is not None else model.config.trained_frames
         overlap = self.overlap if self.overlap is not None else max(1, window // 3)
         chunk = self.decode_chunk_size if self.decode_chunk_size is not None else window
-        out = replace(self, window=window, overlap=overlap, decode_chunk_size=chunk)
+        size = model.config.trained_size if self.size == "trained" else self.size
+        out = replace(self, window=window, overlap=overlap, decode_chunk_size=chunk, size=size)
         out.check()
         return out
 
@@ -203,7 +205,8 @@ class ReLumixPipeline:
             native = (height, width)
             framing = make_framing(height, width, size=native, fit="resize", multiple=self.model.latent_factor)
         else:
-            framing = make_framing(height, width, size=settings.size, fit=settings.fit)
+            framing = make_framing(height, width, size=settings.size, fit=settings.fit,
+                                   multiple=self.model.size_multiple)
         return framing.to_model(video), framing.to_model(ref[None])[0], framing
 
     @torch.no_grad()

@@ -112,6 +112,7 @@ def relumix_tiny_config(gates: bool = True, embedding_fusion: bool = True) -> Re
         fps_embed_dim=TINY_FPS_DIM,
         cond_aug_embed_dim=TINY_COND_AUG_DIM,
         trained_frames=TINY_TRAINED_FRAMES,
+        trained_size=64,
     )
 
 

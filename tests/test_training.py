@@ -284,3 +284,14 @@ def test_synth_train_eval_from_the_command_line(tmp_path, capsys):
         with Image.open(png) as im:
             im.verify()
     assert (report_dir / "psnr_per_frame.png").exists()
+
+
+def test_trained_model_records_its_size_and_the_pipeline_defaults_to_it(vae_run):
+    model, _ = load_relumix(vae_run)
+    assert (model.config.trained_size, model.config.trained_frames) == (32, 4)  # the run's data.size / num_frames
+    pipe = ReLumixPipeline(model)
+    video = torch.rand(5, 3, 48, 48)
+    conditioning = pipe.encode(video, video[0], 0, RelightSettings(num_steps=1))
+    assert model.size_multiple == 16  # VAE factor 4 x UNet downsampling 4
+    assert conditioning.framing.size == (32, 32)  # about 32x32 pixels: the size it was trained at
+    assert RelightSettings().resolved(model).size == 32

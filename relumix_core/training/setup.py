@@ -22,6 +22,7 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
 
         cfg = relumix_tiny_config(gates=config.ablation.gates, embedding_fusion=config.ablation.embedding_fusion)
         cfg.trained_frames = config.data.num_frames
+        cfg.trained_size = config.data.size
         return build_untrained(cfg, seed=m.seed)
     path = Path(m.path).expanduser()
     if not path.exists():
@@ -36,6 +37,8 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
         model, _ = load_relumix(path, dtype=torch.float32)
     if m.unet == "new":
         model.unet = _new_unet(model, config)
+    model.config.trained_frames = config.data.num_frames  # what the model will have been trained on
+    model.config.trained_size = config.data.size
     return model
 
 
