@@ -1,37 +1,14 @@
-"""Atomic file writes for report files: a hidden temporary sibling replaces the target only once complete."""
+"""Atomic writes of report files, with the project's one atomic-replace helper (hidden sibling, then rename)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_file(target: Path) -> Iterator[Path]:
-    """A temporary path in ``target``'s folder, moved onto ``target`` with ``os.replace`` if the block succeeds."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+from ..single_file import atomic_path
 
 
 def write_text(target: Path, text: str) -> Path:
-    """``target.write_text(text)``, atomically."""
-    with atomic_file(target) as tmp:
+    """``target.write_text(text)``, atomically (the report checks for existing files before it starts)."""
+    with atomic_path(target, overwrite=True) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return target
