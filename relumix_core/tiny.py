@@ -8,11 +8,15 @@ checkpoint (and without any download). The sizes follow the official-code fixtur
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .model import ReLumixConfig, ReLumixModel
+
+if TYPE_CHECKING:
+    from .models.unet import UNetConfig
 
 #: Sizes of the tiny conditioning: CLIP embedding per image, fps_id and cond_aug sinusoid widths (fixtures' values).
 TINY_CLIP_DIM = 32
@@ -23,17 +27,11 @@ TINY_COND_AUG_DIM = 32
 TINY_TRAINED_FRAMES = 8
 
 
-def tiny_config(share_reference: bool = True) -> ReLumixConfig:
-    """Config of a tiny ReLumix (the fixtures' tiny engine).
-
-    With ``share_reference`` the reference CLIP tower and VAE encoder are the frame ones (as when a checkpoint stores
-    identical copies); without it they are separate components with their own weights.
-    """
-    from .models.clip import CLIPTowerConfig
+def tiny_unet_config() -> UNetConfig:
+    """The tiny UNet: ReLumix's block structure, gates and mixers at 32 channels and three levels."""
     from .models.unet import UNetConfig
-    from .models.vae import VAEConfig
 
-    unet = UNetConfig(
+    return UNetConfig(
         in_channels=12,
         out_channels=4,
         model_channels=32,
@@ -45,6 +43,18 @@ def tiny_config(share_reference: bool = True) -> ReLumixConfig:
         context_dim=2 * TINY_CLIP_DIM,
         adm_in_channels=TINY_FPS_DIM + TINY_COND_AUG_DIM,
     )
+
+
+def tiny_config(share_reference: bool = True) -> ReLumixConfig:
+    """Config of a tiny ReLumix (the fixtures' tiny engine).
+
+    With ``share_reference`` the reference CLIP tower and VAE encoder are the frame ones (as when a checkpoint stores
+    identical copies); without it they are separate components with their own weights.
+    """
+    from .models.clip import CLIPTowerConfig
+    from .models.vae import VAEConfig
+
+    unet = tiny_unet_config()
     vae_shape = dict(ch=32, block_out_channels=(32, 32, 64, 64), num_res_blocks=1, z_channels=4)  # factor 8
     clip = CLIPTowerConfig(width=64, layers=2, head_width=16, patch_size=14, image_size=224, embed_dim=TINY_CLIP_DIM)
     components = {
@@ -78,23 +88,10 @@ def relumix_tiny_config(gates: bool = True, embedding_fusion: bool = True) -> Re
     without the reference latent.
     """
     from .models.clip import CLIPTowerConfig
-    from .models.unet import UNetConfig, attention_module_names
+    from .models.unet import ablated_unet_config
     from .models.vae import VAEConfig
 
-    unet = UNetConfig(
-        in_channels=12 if embedding_fusion else 8,
-        out_channels=4,
-        model_channels=32,
-        channel_mult=(1, 2, 2),
-        num_res_blocks=2,
-        attention_levels=(True, True, False),
-        transformer_depth=(1, 1, 1),
-        num_head_channels=16,
-        context_dim=2 * TINY_CLIP_DIM,
-        adm_in_channels=TINY_FPS_DIM + TINY_COND_AUG_DIM,
-    )
-    if not gates:
-        unet.ungated_attention = tuple(attention_module_names(unet))
+    unet = ablated_unet_config(tiny_unet_config(), gates=gates, embedding_fusion=embedding_fusion)
     vae_shape = dict(ch=32, block_out_channels=(32, 64, 64), num_res_blocks=1, z_channels=4)  # factor 4
     clip = CLIPTowerConfig(width=64, layers=2, head_width=16, patch_size=8, image_size=64, embed_dim=TINY_CLIP_DIM)
     return ReLumixConfig(

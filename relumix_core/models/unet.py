@@ -16,7 +16,7 @@ What differs from stock SVD in diffusers, and why:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -245,6 +245,16 @@ def attention_module_names(config: UNetConfig) -> list[str]:
             for j in range(config.num_res_blocks + 1):
                 transformer(f"up_blocks.{i}.attentions.{j}", config.transformer_depth[level])
     return names
+
+
+def ablated_unet_config(config: UNetConfig, gates: bool = True, embedding_fusion: bool = True) -> UNetConfig:
+    """``config`` with the paper's ablations applied: no attention gates, and/or an 8-channel UNet without the
+    reference latent (no embedding fusion)."""
+    return replace(
+        config,
+        in_channels=12 if embedding_fusion else 8,
+        ungated_attention=() if gates else tuple(attention_module_names(config)),
+    )
 
 
 def unet_config_summary(config: UNetConfig) -> Sequence[str]:

@@ -10,7 +10,7 @@ from torch import nn
 from ..components import COMPONENTS
 from ..errors import ReLumixError
 from ..model import ReLumixModel
-from ..models.unet import attention_module_names
+from ..models.unet import ablated_unet_config
 from .config import TrainConfig
 
 
@@ -44,13 +44,8 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
 
 def _new_unet(model: ReLumixModel, config: TrainConfig) -> nn.Module:
     """A freshly initialised UNet of the same size, with the ablations applied (the VAE and CLIP are kept)."""
-    import dataclasses
-
-    old = model.config.components["unet"]
-    unet_config = dataclasses.replace(
-        old,
-        in_channels=12 if config.ablation.embedding_fusion else 8,
-        ungated_attention=() if config.ablation.gates else tuple(attention_module_names(old)),
+    unet_config = ablated_unet_config(
+        model.config.components["unet"], config.ablation.gates, config.ablation.embedding_fusion
     )
     model.config.components["unet"] = unet_config
     with torch.random.fork_rng(devices=[]):

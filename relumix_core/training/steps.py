@@ -11,11 +11,11 @@ from ..conditioning import (
     ReferenceEmbeddings,
     assemble_conditioning,
     embed_frames,
+    embed_reference,
     reference_for_embedders,
 )
 from ..denoiser import denoise_once
 from ..model import ReLumixModel
-from ..models.clip import embed_images
 from ..models.vae import encode_first_stage, first_stage_moments, posterior_parameters
 from .config import TrainConfig
 from .edm import loss_weight, sample_sigmas, weighted_mse
@@ -44,9 +44,7 @@ def unet_inputs(model: ReLumixModel, batch: dict, config: TrainConfig, generator
     frames = source.flatten(0, 1)
     frame_emb = embed_frames(model, frames, frames + cond_aug * noise.flatten(0, 1))
     ref_in = reference_for_embedders(reference, config.diffusion.reference_range)  # type: ignore[arg-type]
-    ref_emb = ReferenceEmbeddings(
-        embed_images(model.component("reference_image_encoder"), ref_in), model.component("reference_encoder")(ref_in)
-    )
+    ref_emb = embed_reference(model, ref_in)  # B references, one row each
     latent_noise = torch.randn(
         (b * t, 4, *frame_emb.latents.shape[-2:]), generator=generator
     ).to(device)

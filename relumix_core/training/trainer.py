@@ -107,10 +107,7 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
     )
     wrapped = accelerator.prepare(*modules, optimizer)
     modules_w, optimizer = list(wrapped[:-1]), wrapped[-1]
-    if config.stage == "unet":
-        model.unet = modules_w[0]
-    else:
-        model.vae = modules_w[0]
+    setattr(model, config.stage, modules_w[0])  # the stage's name is the component it trains
     step_fn = STEPS[config.stage]
     calibration = [dataset[i] for i in range(min(8, len(dataset)))] if main else []
     log = TrainLog(root, run.logger == "tensorboard") if main else None
@@ -120,24 +117,17 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
     batches = iter(loader)
 
     def unwrap() -> None:
-        if config.stage == "unet":
-            model.unet = accelerator.unwrap_model(modules_w[0])
-        else:
-            model.vae = accelerator.unwrap_model(modules_w[0])
+        setattr(model, config.stage, accelerator.unwrap_model(modules_w[0]))
 
     def rewrap() -> None:
-        if config.stage == "unet":
-            model.unet = modules_w[0]
-        else:
-            model.vae = modules_w[0]
+        setattr(model, config.stage, modules_w[0])
 
     def checkpoint(step: int) -> None:
         accelerator.wait_for_everyone()
         if main:
             unwrap()
             extra = {"stage": config.stage}
-            folder = save_checkpoint(root, step, trainable_parameters(model), optimizer.optimizer
-                                     if hasattr(optimizer, "optimizer") else optimizer, extra, run.keep_checkpoints)
+            folder = save_checkpoint(root, step, trainable_parameters(model), optimizer, extra, run.keep_checkpoints)
             if run.export_every_checkpoint:
                 export_model(model, config, folder / "model.safetensors", calibration)
             rewrap()
