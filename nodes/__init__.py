@@ -7,6 +7,7 @@ ComfyUI itself is only touched through :mod:`.services`, at call time, so the pa
 from .conditioning import EmbeddingFuse
 from .loader import LoadReLumixModel
 from .reference import ReferenceReplace
+from .relight import ReLumixSimpleRelight
 from .sampler import ReLumixSampler
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {
@@ -14,10 +15,12 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "ReferenceReplace": ReferenceReplace,
     "EmbeddingFuse": EmbeddingFuse,
     "ReLumixSampler": ReLumixSampler,
+    "ReLumixSimpleRelight": ReLumixSimpleRelight,
 }
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "LoadReLumixModel": "Load ReLumix Model",
     "ReferenceReplace": "ReLumix Reference Replace",
     "EmbeddingFuse": "ReLumix Embedding Fuse",
     "ReLumixSampler": "ReLumix Sampler",
+    "ReLumixSimpleRelight": "ReLumix Simple Relight (image)",
 }

@@ -10,6 +10,17 @@ from .loader import ReLumixHandle
 from .reference import MAX_FRAMES
 
 FITS = ("resize", "crop", "pad")
+RESOLUTIONS = ("model's trained size", "video's own size", "custom")
+
+
+def _processing_size(resolution: str, size: int) -> int | str | None:
+    """The widget pair as RelightSettings.size: "trained", None (the video's own size) or a side length."""
+    from relumix_core.errors import ReLumixError
+
+    choices = {RESOLUTIONS[0]: "trained", RESOLUTIONS[1]: None, RESOLUTIONS[2]: size}
+    if resolution not in choices:
+        raise ReLumixError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    return choices[resolution]
 
 
 class EmbeddingFuse:
@@ -32,9 +43,13 @@ class EmbeddingFuse:
                 "frames": ("IMAGE",),
                 "reference": ("IMAGE",),
                 "reference_index": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES}),
-                "size": ("INT", {"default": 512, "min": 0, "max": 2048, "step": 64,
-                                 "tooltip": "about size x size pixels at the video's aspect (sides multiples of "
-                                            "64); 0 = the video's own size"}),
+                "resolution": (RESOLUTIONS, {"default": RESOLUTIONS[0],
+                                             "tooltip": "processing size: the size the model was trained at (512 "
+                                                        "for ReLumix, 64 for relumix-tiny), the video's own size, "
+                                                        "or about size x size pixels"}),
+                "size": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 64,
+                                 "tooltip": "with resolution 'custom': about size x size pixels at the video's "
+                                            "aspect (sides rounded to what the model needs)"}),
                 "fit": (FITS, {"default": "resize", "tooltip": "how frames meet the processing size"}),
                 "fps_id": ("INT", {"default": 15, "min": 0, "max": 1000, "tooltip": "the authors use 15"}),
                 "cond_aug": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 1.0, "step": 0.001,
@@ -50,6 +65,7 @@ class EmbeddingFuse:
         frames: torch.Tensor,
         reference: torch.Tensor,
         reference_index: int,
+        resolution: str,
         size: int,
         fit: str,
         fps_id: int,
@@ -60,7 +76,7 @@ class EmbeddingFuse:
 
         settings = RelightSettings(
             fps_id=fps_id, cond_aug=cond_aug, reference_range=model.reference_range,  # type: ignore[arg-type]
-            size=size or None, fit=fit,  # type: ignore[arg-type]
+            size=_processing_size(resolution, size), fit=fit,  # type: ignore[arg-type]
         )
         generator = torch.Generator().manual_seed(seed)
         try:

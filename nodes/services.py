@@ -31,15 +31,25 @@ def folder_paths() -> Any | None:
     return _optional("folder_paths")
 
 
+def _bundled_dir() -> str:
+    """The folder of relumix-tiny, the demonstration model that ships with the pack (listed last)."""
+    from relumix_core.bundled import BUNDLED_DIR
+
+    return str(BUNDLED_DIR)
+
+
 def register_model_folder() -> None:
-    """Add ``models/relumix`` to ComfyUI's model folders, keeping paths that extra_model_paths.yaml added."""
+    """Add ``models/relumix`` and the bundled model's folder to ComfyUI's model folders, keeping paths that
+    extra_model_paths.yaml added."""
     fp = folder_paths()
     if fp is None:
         return
     default = os.path.join(fp.models_dir, MODEL_FOLDER)
     paths, extensions = fp.folder_names_and_paths.get(MODEL_FOLDER, ([], set()))
+    paths = [p for p in paths if p != _bundled_dir()]
     if default not in paths:
         paths = [*paths, default]
+    paths = [*paths, _bundled_dir()]
     fp.folder_names_and_paths[MODEL_FOLDER] = (list(paths), set(extensions) | CHECKPOINT_EXTENSIONS)
 
 
@@ -50,7 +60,7 @@ def model_dirs() -> list[Path]:
         register_model_folder()
         return [Path(p) for p in fp.get_folder_paths(MODEL_FOLDER)]
     env = os.environ.get(MODELS_DIR_ENV)
-    return [Path(env)] if env else [Path.cwd() / "models" / MODEL_FOLDER]
+    return [Path(env) if env else Path.cwd() / "models" / MODEL_FOLDER, Path(_bundled_dir())]
 
 
 def list_checkpoints() -> list[str]:

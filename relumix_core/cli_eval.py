@@ -46,8 +46,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for the pair choice and the model noise (default 0)")
     parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
-    parser.add_argument("--strategy", choices=("anchor", "chain"), default="anchor",
-                        help="long clips: every window sees the reference (anchor) or the last relit frame (chain)")
+    parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
+                        help="long clips: every window sees the reference (anchor) or the last relit frame (chain); "
+                             "default: the pipeline's")
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights (auto: fp16 on GPU, else fp32)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--force", action="store_true", help="replace an existing report in OUT")
@@ -60,17 +61,18 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise ReLumixError(f"{flag} must be at least 1, got {value}")
 
 
-def _model_method(args: argparse.Namespace) -> tuple[Any, int]:
-    """Load the checkpoint; the relumix method and the model's trained clip length."""
+def _model_method(args: argparse.Namespace) -> tuple[Any, Any, int]:
+    """Load the checkpoint; the relumix method, its resolved settings and the model's trained clip length."""
+    from .bundled import resolve_model_path
     from .cli_relight import _device_and_dtype
     from .evaluation import relumix_method
     from .loading import load_relumix
     from .pipeline import RelightSettings, ReLumixPipeline
 
-    settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap,
-                               strategy=args.strategy, size=None)
+    strategy = {"strategy": args.strategy} if args.strategy else {}
+    settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None, **strategy)
     settings.check()  # bad options fail before the model loads
-    if not Path(args.checkpoint).expanduser().exists():
+    if not resolve_model_path(args.checkpoint).exists():
         raise ReLumixError(f"checkpoint {args.checkpoint} does not exist")
     device, dtype = _device_and_dtype(args.device, args.dtype)
     model, report = load_relumix(args.checkpoint, dtype=dtype, device=device)
@@ -80,7 +82,7 @@ def _model_method(args: argparse.Namespace) -> tuple[Any, int]:
     settings = settings.resolved(model)
     print(f"model: {args.checkpoint} on {device}, {str(dtype).replace('torch.', '')}, {args.steps} steps, "
           f"trained on {model.config.trained_frames} frames")
-    return relumix_method(pipe, settings, seed=args.seed), model.config.trained_frames
+    return relumix_method(pipe, settings, seed=args.seed), settings, model.config.trained_frames
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -88,6 +90,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from .dataset import index_scenes
     from .evaluation import MODEL_METHOD, check_report_dir, evaluate, format_table, load_test_clips, write_report
+    from .evaluation.evaluate import window_seams
 
     start = time.perf_counter()
     out = check_report_dir(args.out, overwrite=args.force)  # fail now, not after the work
@@ -96,8 +99,9 @@ def run_eval(args: argparse.Namespace) -> int:
     index_scenes(root, args.frames or 1)  # a wrong data folder fails before any model loads
     methods = {}
     frames = args.frames or DEFAULT_FRAMES
+    settings = None
     if args.checkpoint:
-        method, trained = _model_method(args)
+        method, settings, trained = _model_method(args)
         methods[MODEL_METHOD] = method
         frames = args.frames or trained
     else:
@@ -117,12 +121,13 @@ def run_eval(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
-        report = evaluate(clips, methods, progress=progress, outputs=outputs)
+        seams = window_seams(settings.window, settings.overlap, settings.strategy) if settings else None
+        report = evaluate(clips, methods, progress=progress, outputs=outputs, seams=seams)
     report["config"] = {
         "data": str(root), "checkpoint": args.checkpoint, "frames": frames, "size": args.size,
         "pairs_per_scene": args.pairs_per_scene, "max_clips": args.max_clips, "seed": args.seed,
-        **({"steps": args.steps, "window": args.window, "overlap": args.overlap, "strategy": args.strategy}
-           if args.checkpoint else {}),
+        **({"steps": args.steps, "window": settings.window, "overlap": settings.overlap,
+            "strategy": settings.strategy} if settings else {}),
     }
     path = write_report(report, clips, outputs, out, overwrite=args.force)
     print(format_table(report))

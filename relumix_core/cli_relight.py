@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from .errors import ReLumixError
@@ -115,7 +114,9 @@ def require_checkpoint(args: argparse.Namespace) -> str:
 
 
 def check_checkpoint_exists(checkpoint: str) -> None:
-    if not Path(checkpoint).expanduser().exists():
+    from .bundled import resolve_model_path
+
+    if not resolve_model_path(checkpoint).exists():
         raise ReLumixError(f"checkpoint {checkpoint} does not exist")
 
 

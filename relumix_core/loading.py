@@ -97,9 +97,12 @@ class LoadOptions:
 
 
 def load_relumix(path: str | Path, **options: Any) -> tuple[ReLumixModel, LoadReport]:
-    """Load any supported ReLumix checkpoint. Options: see :class:`LoadOptions`."""
+    """Load any supported ReLumix checkpoint, or the bundled one by name (``"relumix-tiny"``).
+    Options: see :class:`LoadOptions`."""
+    from .bundled import resolve_model_path
+
     opts = LoadOptions(**options)
-    path = Path(path).expanduser()
+    path = resolve_model_path(path)
     if path.is_dir():
         from .single_file import load_folder
 

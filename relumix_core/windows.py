@@ -146,3 +146,27 @@ def blend_sequence(plan: list[list[int]], parts: list[torch.Tensor], length: int
         total.index_add_(0, index, part * w.reshape(-1, *([1] * (part.ndim - 1))))
         norm.index_add_(0, index, w)
     return total / norm.reshape(-1, *([1] * (total.ndim - 1)))
+
+
+def seam_positions(plan: list[list[int]]) -> list[int]:
+    """Sequence positions ``p`` whose step p -> p+1 crosses from one window into the next: into the frames two
+    windows share, within them, and out of them (one step when windows share nothing). Where a seam shows, it
+    shows as a jump on these steps."""
+    found: set[int] = set()
+    for before, after in zip(plan, plan[1:], strict=False):
+        first_new = min(p for p in after if p != 0)
+        last_old = max(before)
+        found.update(range(max(first_new - 1, 0), last_old + 1))
+    return sorted(found)
+
+
+def seam_transitions(directions: list[list[int]], window: int, overlap: int, strategy: Strategy) -> list[int]:
+    """Frame steps ``t`` (frame t -> t+1) at window seams, for a clip split into ``directions`` (input frame indices
+    of each propagation run, as the pipeline splits it); empty when every run fits in one window."""
+    steps: set[int] = set()
+    for run in directions:
+        plan = plan_windows(len(run), window, overlap, strategy)
+        for p in seam_positions(plan):
+            if p + 1 < len(run):
+                steps.add(min(run[p], run[p + 1]))
+    return sorted(steps)

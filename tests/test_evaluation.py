@@ -22,6 +22,7 @@ from relumix_core.evaluation import (
     clip_metrics,
     colour_transfer,
     evaluate,
+    format_table,
     load_test_clips,
     lpips_status,
     metrics,
@@ -304,6 +305,30 @@ def test_evaluate_report_and_refusal(data_root: Path, tmp_path: Path) -> None:
     assert baseline_methods().keys() == BASELINES.keys()
 
 
+def test_seam_error_scores_the_seam_steps_only(data_root: Path) -> None:
+    from relumix_core.evaluation.evaluate import window_seams
+
+    clips = load_test_clips(data_root, 6, max_clips=1)
+    seams = window_seams(4, 1, "chain")  # windows 0-3 and 2-5 (the last one ends at the clip's end): steps 1-3
+    assert seams(clips[0]) == [1, 2, 3]
+
+    def jump_at(step: int):
+        def method(c):
+            out = c.target.clone()
+            out[step + 1 :] = (out[step + 1 :] + 0.1).clamp(0, 1)  # a light jump between frames step and step+1
+            return out
+        return method
+
+    report = evaluate(clips, {"seam": jump_at(2), "inside": jump_at(4)}, include_baselines=False, use_lpips=False,
+                      seams=seams)
+    seam, inside = report["methods"]["seam"], report["methods"]["inside"]
+    assert seam["seam_temporal_error"] > 0.02 and inside["seam_temporal_error"] == pytest.approx(0, abs=1e-6)
+    assert seam["temporal_error"] == pytest.approx(inside["temporal_error"], rel=0.2)  # same jump, other place
+    assert "seam error" in format_table(report)
+    assert "seam_temporal_error" not in evaluate(clips, include_baselines=True, use_lpips=False)["methods"][
+        "input_unchanged"]
+
+
 # -------------------------------------------------------------------------------------------------- relumix eval
 
 
@@ -332,7 +357,8 @@ def test_eval_with_model_writes_every_metric(data_root: Path, checkpoint: Path, 
     report = json.loads((out / "report.json").read_text())
     assert list(report["methods"]) == [*BASELINES, "relumix"]
     for name, values in report["methods"].items():
-        assert set(values) == set(METRIC_NAMES), name
+        assert set(values) == {*METRIC_NAMES, "seam_temporal_error"}, name
+        assert values["seam_temporal_error"] is None  # 6 frames fit in one window: no seams
         for metric in ("psnr", "ssim", "temporal_error", "temporal_ssim"):
             assert isinstance(values[metric], float) and math.isfinite(values[metric]), (name, metric)
     assert report["num_clips"] == 2 and report["num_frames"] == 6 and report["config"]["steps"] == 2

@@ -53,7 +53,8 @@ def video(frames: int, height: int = 48, width: int = 80) -> torch.Tensor:
 
 
 def test_every_node_declares_the_classic_api(nodes: dict[str, type]) -> None:
-    assert set(nodes) == {"LoadReLumixModel", "ReferenceReplace", "EmbeddingFuse", "ReLumixSampler"}
+    assert set(nodes) == {"LoadReLumixModel", "ReferenceReplace", "EmbeddingFuse", "ReLumixSampler",
+                          "ReLumixSimpleRelight"}
     for name, cls in nodes.items():
         spec = cls.INPUT_TYPES()
         assert set(spec) <= {"required", "optional", "hidden"} and spec["required"], name
@@ -70,7 +71,7 @@ def test_load_replace_fuse_sample(nodes: dict[str, type]) -> None:
     replaced, reference, k = nodes["ReferenceReplace"]().replace(frames, relit, 3, "auto")
     assert replaced.shape == frames.shape and k == 3
     assert torch.equal(replaced[3], reference[0]) and torch.equal(replaced[0], frames[0])
-    (cond,) = nodes["EmbeddingFuse"]().fuse(model, replaced, reference, k, 64, "resize", 15, 0.02, 0)
+    (cond,) = nodes["EmbeddingFuse"]().fuse(model, replaced, reference, k, "custom", 64, "resize", 15, 0.02, 0)
     out, latent = nodes["ReLumixSampler"]().sample(model, cond, 0, 2, 1.0, 1.5, 6, 2, "anchor", 0, True)
     assert out.shape == frames.shape and out.dtype == torch.float32 and out.device.type == "cpu"
     assert 0 <= out.min() and out.max() <= 1
@@ -94,6 +95,6 @@ def test_missing_checkpoint_and_foreign_conditioning(nodes: dict[str, type]) -> 
     load = nodes["LoadReLumixModel"]().load
     (a,) = load("relumix-tiny-random.safetensors", "fp32", "keep on GPU", "official")
     (b,) = load("relumix-tiny-random.safetensors", "fp32", "offload between runs", "official")
-    (cond,) = nodes["EmbeddingFuse"]().fuse(a, video(4), video(1), 0, 64, "resize", 15, 0.02, 0)
+    (cond,) = nodes["EmbeddingFuse"]().fuse(a, video(4), video(1), 0, "custom", 64, "resize", 15, 0.02, 0)
     with pytest.raises(ReLumixError, match="different ReLumix model"):
         nodes["ReLumixSampler"]().sample(b, cond, 0, 1, 1.0, 1.5, 0, -1, "anchor", 0, True)

@@ -41,7 +41,7 @@ def _patched(name: str, steps: int, video: str, out: Path) -> Path:
         if kind == "LoadReLumixModel":
             inputs["checkpoint"] = TINY
         elif kind == "EmbeddingFuse":
-            inputs["size"] = 64
+            inputs["resolution"], inputs["size"] = "custom", 64
         elif kind == "ReLumixSampler":
             inputs["steps"] = steps
         elif kind == "LoadVideo":

@@ -114,3 +114,18 @@ def test_windowed_denoiser_gives_each_window_its_rows_and_blends() -> None:
     torch.testing.assert_close(out, x * 2 + 0.5)  # every window agrees, so blending changes nothing
     assert [s.tolist() for s in seen] == [[float(i) for i in p] for p in plan]
     assert len(ticks) == len(plan)
+
+
+def test_seam_steps_follow_the_window_plan() -> None:
+    from relumix_core.pipeline import split_directions
+    from relumix_core.windows import seam_positions, seam_transitions
+
+    assert seam_positions([[0, 1, 2, 3]]) == []
+    # chain, window 4, overlap 1: windows 0-3, 3-6 -> steps into, within and out of the shared frame 3
+    assert seam_positions([[0, 1, 2, 3], [3, 4, 5, 6]]) == [2, 3]
+    # anchor without overlap: windows [0,1,2,3] and [0,4,5,6] meet at the single step 3 -> 4
+    assert seam_positions([[0, 1, 2, 3], [0, 4, 5, 6]]) == [3]
+    assert seam_transitions(split_directions(7, 0), 4, 1, "chain") == [2, 3]
+    # a backward run maps positions back onto frame steps: reference 6, frames 6,5,...,0
+    assert seam_transitions(split_directions(7, 6), 4, 1, "chain") == [2, 3]
+    assert seam_transitions(split_directions(8, 0), 8, 2, "anchor") == []

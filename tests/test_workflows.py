@@ -38,7 +38,7 @@ def test_every_node_input_types_is_valid() -> None:
 
 def test_the_checker_rejects_what_comfyui_rejects() -> None:
     wf = json.loads((REPO / "workflows" / "api" / "relumix_basic.json").read_text())
-    files = {"relumix_input.mp4", "relumix_reference.png", "relumix.pth"}
+    files = {"relumix_input.mp4", "relumix_reference.png", "relumix-tiny.safetensors"}
     validate_prompt(wf, _defs(), files)
     broken = copy.deepcopy(wf)
     broken["9"]["inputs"]["strategy"] = "zigzag"
@@ -76,7 +76,7 @@ def _tiny_run(tmp_path: Path, name: str, frames: int) -> tuple[np.ndarray, Path]
         if node["class_type"] == "LoadReLumixModel":
             node["inputs"]["checkpoint"] = TINY
         if node["class_type"] == "EmbeddingFuse":
-            node["inputs"]["size"] = 64
+            node["inputs"]["resolution"], node["inputs"]["size"] = "custom", 64
         if node["class_type"] == "ReLumixSampler":
             node["inputs"]["steps"] = 2
     return clip, _execute(wf, tmp_path)

@@ -166,6 +166,18 @@ def relumix_method(pipeline: Any, settings: Any, seed: int | None = 0,
     return run
 
 
+def window_seams(window: int, overlap: int, strategy: str) -> Callable[[EvalClip], list[int]]:
+    """The seam steps of a clip under these window options, as the pipeline splits and windows it."""
+    from ..pipeline import split_directions
+    from ..windows import seam_transitions
+
+    def seams(clip: EvalClip) -> list[int]:
+        directions = split_directions(int(clip.source.shape[0]), clip.reference_index)
+        return seam_transitions(directions, window, overlap, strategy)  # type: ignore[arg-type]
+
+    return seams
+
+
 # -------------------------------------------------------------------------------------------------- scoring
 
 
@@ -182,6 +194,7 @@ def evaluate(
     outputs: dict[str, dict[str, torch.Tensor]] | None = None,
     keep_outputs: int = STRIP_CLIPS,
     use_lpips: bool | None = None,
+    seams: Callable[[EvalClip], list[int]] | None = None,
 ) -> dict:
     """Score every method on every clip; returns the JSON-ready report.
 
@@ -189,6 +202,8 @@ def evaluate(
     Method means are means of the per-clip means (every clip weighs the same). Pass a dict as ``outputs`` to get
     the outputs of the first ``keep_outputs`` clips (``outputs[clip][method]``) for :func:`write_report`'s strips;
     other outputs are dropped at once, so memory stays at one clip. ``progress(done, total)`` counts clips.
+    ``seams(clip)`` gives the frame steps (t -> t+1) at window seams (see :func:`window_seams`); every method then
+    also gets ``seam_temporal_error``, its temporal error on those steps alone.
     """
     if not clips:
         raise ReLumixError("no clips to evaluate")
@@ -215,14 +230,20 @@ def evaluate(
                 shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
                 raise ReLumixError(f"method {name} returned {shape} for clip {clip.name}; expected "
                                    f"{tuple(clip.target.shape)}")
-            entry["methods"][name] = clip_metrics(pred, clip.target, skip_first=True, use_lpips=use_lpips)
+            scores = clip_metrics(pred, clip.target, skip_first=True, use_lpips=use_lpips)
+            if seams is not None:
+                steps = seams(clip)
+                errors = scores["per_frame"]["temporal_error"]
+                scores["mean"]["seam_temporal_error"] = _mean([errors[t] for t in steps]) if steps else None
+            entry["methods"][name] = scores
             if outputs is not None and i < keep_outputs:
                 outputs.setdefault(clip.name, {})[name] = pred.detach().float().cpu()
         per_clip.append(entry)
         if progress is not None:
             progress(i + 1, len(clips))
 
-    means = {name: {m: _mean([c["methods"][name]["mean"][m] for c in per_clip]) for m in METRICS} for name in every}
+    keys = (*METRICS, "seam_temporal_error") if seams is not None else METRICS
+    means = {name: {m: _mean([c["methods"][name]["mean"][m] for c in per_clip]) for m in keys} for name in every}
     length = max(c["num_frames"] for c in per_clip)
     per_frame_psnr = {
         name: [_mean([c["methods"][name]["per_frame"]["psnr"][t] for c in per_clip if c["num_frames"] > t])
@@ -248,7 +269,8 @@ def evaluate(
 # -------------------------------------------------------------------------------------------------- reporting
 
 COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("temporal_error", "temporal error ↓", 4),
-           ("temporal_ssim", "temporal SSIM", 4), ("temporal_lpips", "temporal LPIPS ↓", 4))
+           ("seam_temporal_error", "seam error ↓", 4), ("temporal_ssim", "temporal SSIM", 4),
+           ("temporal_lpips", "temporal LPIPS ↓", 4))
 
 
 def _cell(value: float | None, digits: int) -> str:
@@ -258,11 +280,12 @@ def _cell(value: float | None, digits: int) -> str:
 def summary_rows(report: dict) -> list[list[str]]:
     """Header plus one row per method (and the ground truth's own temporal values): shared by the console table
     and ``summary.md``."""
-    rows = [["method", *(title for _, title, _ in COLUMNS)]]
+    columns = [c for c in COLUMNS if any(c[0] in values for values in report["methods"].values())]
+    rows = [["method", *(title for _, title, _ in columns)]]
     for name, values in report["methods"].items():
-        rows.append([name, *(_cell(values[key], d) for key, _, d in COLUMNS)])
+        rows.append([name, *(_cell(values.get(key), d) for key, _, d in columns)])
     gt = report.get("ground_truth", {})
-    rows.append(["(ground truth)", *(_cell(gt.get(key), d) for key, _, d in COLUMNS)])
+    rows.append(["(ground truth)", *(_cell(gt.get(key), d) for key, _, d in columns)])
     return rows
 
 
