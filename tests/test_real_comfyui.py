@@ -70,7 +70,7 @@ def test_basic_and_long_workflows_run_in_real_comfyui(tmp_path: Path) -> None:
     output = tmp_path / "output"
     command = [
         sys.executable, str(HARNESS), "--comfy-dir", COMFY_DIR, "--venv-python", COMFY_PYTHON,
-        "--node-pack", str(REPO), "--pack-name", "relumix", "--output-dir", str(output), "--run-timeout", "60",
+        "--node-pack", str(REPO), "--pack-name", "relumix", "--output-dir", str(output), "--run-timeout", "150",
         "--summary-out", str(tmp_path / "summary.json"),
         *[arg for name in FRAMES for arg in ("--input", str(tmp_path / f"{name}_in.mp4"))],
         "--input", str(tmp_path / "relumix_reference.png"),
