@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -253,6 +254,31 @@ def test_killed_training_resumes_from_its_last_checkpoint(vae_run, data_root, tm
     assert state["step"] == last + 2
     steps = [int(r.split(",")[0]) for r in (out / "log.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, last + 3))  # rows logged after the last checkpoint were dropped on resume
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(vae_run, data_root, tmp_path):
+    """kill (SIGTERM, a cluster's preemption) and SIGINT of a background run save the current step, not lose it."""
+    out = tmp_path / "terminated"
+    args = ["train", "tiny-unet", "--quiet"]
+    for text in tiny_overrides(data_root, out, **{"model.path": str(vae_run), "run.max_steps": 1000,
+                                                  "run.checkpoint_every": 1000, "run.log_every": 1}):
+        args += ["--set", text]
+    proc = subprocess.Popen([sys.executable, "-m", "relumix_core.cli", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = out / "log.csv"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        printed, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "interrupted: saved step" in printed, printed
+    saved = [p for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")]
+    assert len(saved) == 1
+    assert json.loads((saved[0] / "state.json").read_text())["step"] >= 2
 
 
 def test_synth_train_eval_from_the_command_line(tmp_path, capsys):

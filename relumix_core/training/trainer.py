@@ -6,10 +6,13 @@ with the same command continues from its newest checkpoint with the same step co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -63,6 +66,25 @@ def export_model(model, config: TrainConfig, path: Path, calibration: list[dict]
     if config.stage == "vae":
         model.config.scale_factor = calibrate_scale_factor(model, calibration)
     return save_single_file(model, path, dtype=DTYPES[config.run.save_dtype], overwrite=True)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (a cluster's preemption, ``kill``) and SIGINT raise KeyboardInterrupt while training, so both save a
+    checkpoint before exiting; SIGINT too when the run was started in the background, where it is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = None, show_progress: bool = True) -> Path:
@@ -141,6 +163,8 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
     module = modules_w[0]
     module.train()
     step = start
+    signals = contextlib.ExitStack()
+    signals.enter_context(stop_signals_interrupt())
     try:
         tick = time.perf_counter()
         while step < run.max_steps:
@@ -187,6 +211,7 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
             print(f"\ninterrupted: saved step {step} in {root / 'checkpoints'}; run the same command to resume")
         raise
     finally:
+        signals.close()
         if bar is not None:
             bar.close()
         if log is not None:
