@@ -147,7 +147,9 @@ def _write_clip(folder: Path, clip: torch.Tensor, rows: dict[str, torch.Tensor])
     save_png(strip(rows, _columns(clip.shape[0]), scale=scale), folder / "strip.png")
 
 
-def _score(source: torch.Tensor, truth: torch.Tensor, relit: torch.Tensor) -> dict[str, dict[str, float | None]]:
+def _score(source: torch.Tensor, truth: torch.Tensor, relit: torch.Tensor
+           ) -> tuple[dict[str, dict[str, float | None]], dict[str, torch.Tensor]]:
+    """Scores against the ground truth of relumix and of every baseline, and the outputs they were computed on."""
     from .evaluation import BASELINES, clip_metrics
 
     reference = truth[0]
@@ -157,7 +159,7 @@ def _score(source: torch.Tensor, truth: torch.Tensor, relit: torch.Tensor) -> di
     for name, pred in outputs.items():
         mean = clip_metrics(pred, truth, skip_first=True, use_lpips=False)["mean"]
         scores[name] = {k: mean[k] for k in keys}
-    return scores
+    return scores, outputs
 
 
 def _table(scores: dict[str, dict[str, float | None]]) -> str:
@@ -180,11 +182,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     source, truth = synthetic_clip(args.frames)
     relit = _relight(demo.pipeline, source, truth[0], args.steps, args.seed, "synthetic clip")
-    scores = _score(source, truth, relit)
+    scores, outputs = _score(source, truth, relit)
     best = max((n for n in scores if n != "relumix"), key=lambda n: scores[n]["psnr"])
     _write_clip(out / "synthetic", relit, {"input": source, "reference": truth[0], "relumix": relit,
-                                           "ground truth": truth, f"best baseline ({best})": _baseline(best, source,
-                                                                                                      truth)})
+                                           "ground truth": truth, f"best baseline ({best})": outputs[best]})
 
     from .relighter import relight_image
 
@@ -212,8 +213,3 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"done in {elapsed:.1f}s")
     return 0
 
-
-def _baseline(name: str, source: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    from .evaluation import BASELINES
-
-    return BASELINES[name](source, truth[0], 0)
