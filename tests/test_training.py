@@ -48,6 +48,37 @@ def tiny_overrides(root: Path, out: Path, **extra: object) -> list[str]:
 # ----------------------------------------------------------------------------------------------- config
 
 
+def test_learning_rate_schedules():
+    from relumix_core.training.trainer import lr_factor
+
+    constant = load_config("tiny-unet", ["optim.warmup_steps=10", "run.max_steps=100"])
+    assert [lr_factor(constant, s) for s in (0, 9, 50, 99)] == [0.1, 1.0, 1.0, 1.0]
+    cosine = load_config("tiny-unet", ["optim.warmup_steps=0", "run.max_steps=100", 'optim.lr_schedule="cosine"',
+                                       "optim.decay_start=40", "optim.min_lr_ratio=0.1"])
+    assert lr_factor(cosine, 39) == 1.0 and lr_factor(cosine, 40) == 1.0
+    assert lr_factor(cosine, 70) == pytest.approx(0.1 + 0.9 * 0.5)  # half way down the cosine
+    assert lr_factor(cosine, 100) == pytest.approx(0.1)
+    assert lr_factor(cosine, 60) > lr_factor(cosine, 61)
+    for bad, key in (("optim.min_lr_ratio=2", "min_lr_ratio"), ("optim.decay_start=-1", "decay_start"),
+                     ('optim.lr_schedule="linear"', "lr_schedule")):
+        with pytest.raises(ConfigError, match=key):
+            load_config("tiny-unet", ["run.max_steps=100", bad])
+
+
+def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
+    from relumix_core.training.trainer import _check_run_folder
+
+    config = load_config("tiny-unet", [f'run.output_dir="{tmp_path}"'])
+    saved = config.to_dict()
+    for key in ("lr_schedule", "decay_start", "min_lr_ratio"):
+        del saved["optim"][key]  # as written by an older version
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    _check_run_folder(tmp_path, config)  # the new keys are at their defaults: the same run
+    changed = load_config("tiny-unet", [f'run.output_dir="{tmp_path}"', 'optim.lr_schedule="cosine"'])
+    with pytest.raises(ReLumixError, match="optim changed"):
+        _check_run_folder(tmp_path, changed)
+
+
 def test_builtin_configs_load_and_round_trip(tmp_path):
     for name in ("relumix-svd", "tiny-vae", "tiny-unet"):
         config = load_config(name)

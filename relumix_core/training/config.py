@@ -70,6 +70,11 @@ class OptimConfig:
     grad_accum: int = 1
     max_grad_norm: float = 0.0  # 0: no clipping (the authors' setting)
     warmup_steps: int = 0
+    #: "constant" after warmup (the authors' setting), or "cosine": constant until decay_start, then a cosine down
+    #: to min_lr_ratio * lr at max_steps. Constant keeps a step-N checkpoint equal to an N-step run.
+    lr_schedule: str = "constant"
+    decay_start: int = 0
+    min_lr_ratio: float = 0.0
 
 
 @dataclass
@@ -139,6 +144,7 @@ CHOICES = {
     "run.mixed_precision": ("no", "fp16", "bf16"),
     "run.logger": ("csv", "tensorboard"),
     "run.save_dtype": ("fp32", "fp16", "bf16"),
+    "optim.lr_schedule": ("constant", "cosine"),
 }
 POSITIVE = ("data.num_frames", "data.stride", "data.size", "optim.batch_size", "optim.grad_accum", "run.max_steps",
             "run.checkpoint_every", "run.keep_checkpoints", "run.log_every", "run.sample_steps")
@@ -197,6 +203,10 @@ def validate(config: TrainConfig, source: str) -> TrainConfig:
         raise ConfigError(f"{source}: diffusion.concat_dropout must be in [0, 1]")
     if config.optim.lr <= 0:
         raise ConfigError(f"{source}: optim.lr must be positive")
+    if not 0 <= config.optim.min_lr_ratio <= 1:
+        raise ConfigError(f"{source}: optim.min_lr_ratio must be in [0, 1], got {config.optim.min_lr_ratio}")
+    if config.optim.decay_start < 0:
+        raise ConfigError(f"{source}: optim.decay_start must be 0 or more, got {config.optim.decay_start}")
     if config.model.init in ("svd", "checkpoint") and not config.model.path:
         raise ConfigError(f"{source}: model.init = {config.model.init!r} needs model.path")
     if config.model.unet == "keep" and not (config.ablation.gates and config.ablation.embedding_fusion):

@@ -37,6 +37,10 @@ def _check_run_folder(root: Path, config: TrainConfig) -> None:
         return
     old = json.loads(saved.read_text())
     new = config.to_dict()
+    defaults = TrainConfig().to_dict()  # keys added since the run was saved count at their defaults
+    for key, value in old.items():
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            old[key] = {**defaults[key], **value}
     changed = [k for k in IDENTITY_SECTIONS if old.get(k) != new.get(k)]
     if changed:
         raise ReLumixError(
@@ -66,6 +70,16 @@ def export_model(model, config: TrainConfig, path: Path, calibration: list[dict]
     if config.stage == "vae":
         model.config.scale_factor = calibrate_scale_factor(model, calibration)
     return save_single_file(model, path, dtype=DTYPES[config.run.save_dtype], overwrite=True)
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """The learning rate of ``step`` (0-based) as a fraction of ``optim.lr``: linear warmup, then the schedule."""
+    o = config.optim
+    factor = min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+    if o.lr_schedule == "cosine" and step >= o.decay_start:
+        progress = min(1.0, (step - o.decay_start) / max(1, config.run.max_steps - o.decay_start))
+        factor *= o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
 
 
 @contextlib.contextmanager
@@ -123,9 +137,8 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
         start, _ = load_checkpoint(found[-1], params, optimizer)
         if main:
             print(f"resuming from {found[-1]} (step {start})")
-    warmup = config.optim.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0, last_epoch=start - 1 if start else -1
+        optimizer, lambda s: lr_factor(config, s), last_epoch=start - 1 if start else -1
     )
     wrapped = accelerator.prepare(*modules, optimizer)
     modules_w, optimizer = list(wrapped[:-1]), wrapped[-1]
