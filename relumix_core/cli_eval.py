@@ -49,6 +49,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
                         help="long clips: every window sees the reference (anchor) or the last relit frame (chain); "
                              "default: the pipeline's")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also score the ground truth through the model's VAE: the ceiling any relighting "
+                             "by this model can reach (needs -c)")
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights (auto: fp16 on GPU, else fp32)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--force", action="store_true", help="replace an existing report in OUT")
@@ -61,11 +64,12 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise ReLumixError(f"{flag} must be at least 1, got {value}")
 
 
-def _model_method(args: argparse.Namespace) -> tuple[Any, Any, int]:
-    """Load the checkpoint; the relumix method, its resolved settings and the model's trained clip length."""
+def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
+    """Load the checkpoint; the relumix method (and with --oracle the first-stage ceiling), the resolved settings
+    and the model's trained clip length."""
     from .bundled import resolve_model_path
     from .cli_relight import _device_and_dtype
-    from .evaluation import relumix_method
+    from .evaluation import MODEL_METHOD, first_stage_oracle, relumix_method
     from .loading import load_relumix
     from .pipeline import RelightSettings, ReLumixPipeline
 
@@ -82,14 +86,17 @@ def _model_method(args: argparse.Namespace) -> tuple[Any, Any, int]:
     settings = settings.resolved(model)
     print(f"model: {args.checkpoint} on {device}, {str(dtype).replace('torch.', '')}, {args.steps} steps, "
           f"trained on {model.config.trained_frames} frames")
-    return relumix_method(pipe, settings, seed=args.seed), settings, model.config.trained_frames
+    methods = {MODEL_METHOD: relumix_method(pipe, settings, seed=args.seed)}
+    if args.oracle:
+        methods["first_stage_oracle"] = first_stage_oracle(model, settings.decode_chunk_size)
+    return methods, settings, model.config.trained_frames
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .dataset import index_scenes
-    from .evaluation import MODEL_METHOD, check_report_dir, evaluate, format_table, load_test_clips, write_report
+    from .evaluation import check_report_dir, evaluate, format_table, load_test_clips, write_report
     from .evaluation.evaluate import window_seams
 
     start = time.perf_counter()
@@ -101,10 +108,11 @@ def run_eval(args: argparse.Namespace) -> int:
     frames = args.frames or DEFAULT_FRAMES
     settings = None
     if args.checkpoint:
-        method, settings, trained = _model_method(args)
-        methods[MODEL_METHOD] = method
+        methods, settings, trained = _model_methods(args)
         frames = args.frames or trained
     else:
+        if args.oracle:
+            raise ReLumixError("--oracle needs a checkpoint (-c): it scores the ground truth through its VAE")
         print("no checkpoint (-c): evaluating the baselines only")
     try:
         clips = load_test_clips(root, frames, size=args.size, pairs_per_scene=args.pairs_per_scene,

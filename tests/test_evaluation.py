@@ -374,6 +374,25 @@ def test_eval_with_model_writes_every_metric(data_root: Path, checkpoint: Path, 
     assert (out / "report.json").read_bytes() == before
 
 
+def test_oracle_scores_the_ground_truth_through_the_vae(data_root: Path, checkpoint: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from relumix_core.evaluation import first_stage_oracle
+    from relumix_core.loading import load_relumix
+
+    model, _ = load_relumix(checkpoint)
+    clip = load_test_clips(data_root, 4, max_clips=1)[0]
+    out = first_stage_oracle(model, 4)(clip)
+    assert out.shape == clip.target.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+    torch.testing.assert_close(out, first_stage_oracle(model, 4)(clip))  # the posterior mean: deterministic
+    report = tmp_path / "rep"
+    assert eval_main(str(data_root), "-o", str(report), "-c", str(checkpoint), "--frames", "4", "--steps", "1",
+                     "--max-clips", "1", "--oracle") == 0
+    methods = json.loads((report / "report.json").read_text())["methods"]
+    assert math.isfinite(methods["first_stage_oracle"]["psnr"])
+    assert eval_main(str(data_root), "-o", str(tmp_path / "rep2"), "--oracle") == 2
+    assert "--oracle needs a checkpoint" in capsys.readouterr().err
+
+
 def test_eval_baselines_only_and_force(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "base"
     assert eval_main(str(data_root), "-o", str(out), "--frames", "5", "--max-clips", "2") == 0

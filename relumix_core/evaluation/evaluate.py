@@ -149,6 +149,24 @@ def baseline_methods() -> dict[str, Method]:
     return {name: wrap(fn) for name, fn in BASELINES.items()}
 
 
+def first_stage_oracle(model: Any, chunk_size: int) -> Method:
+    """Not a method but a ceiling: the ground truth through the model's first stage (posterior mean, decoded in
+    chunks of ``chunk_size`` frames like the pipeline). No relighting can score above what its VAE reconstructs."""
+    from ..models.vae import decode_latents, first_stage_moments, posterior_parameters
+
+    vae = model.component("vae")
+
+    @torch.no_grad()
+    def run(clip: EvalClip) -> torch.Tensor:
+        param = next(vae.parameters())
+        x = (clip.target * 2 - 1).to(device=param.device, dtype=param.dtype)
+        mean = posterior_parameters(first_stage_moments(vae, x))[0]
+        frames = decode_latents(vae, mean, chunk_size, scale_factor=1.0)
+        return ((frames.float().cpu() + 1) / 2).clamp(0, 1)
+
+    return run
+
+
 def relumix_method(pipeline: Any, settings: Any, seed: int | None = 0,
                    progress: ProgressFn | None = None) -> Method:
     """The model as a method: ``pipeline.relight`` at the clip's own size (sides rounded to multiples of 8 for the
