@@ -67,8 +67,7 @@ def _check_counts(args: argparse.Namespace) -> None:
 def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     """Load the checkpoint; the relumix method (and with --oracle the first-stage ceiling), the resolved settings
     and the model's trained clip length."""
-    from .bundled import resolve_model_path
-    from .cli_relight import _device_and_dtype
+    from .cli_relight import _device_and_dtype, check_checkpoint_exists
     from .evaluation import MODEL_METHOD, first_stage_oracle, relumix_method
     from .loading import load_relumix
     from .pipeline import RelightSettings, ReLumixPipeline
@@ -76,8 +75,7 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     strategy = {"strategy": args.strategy} if args.strategy else {}
     settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None, **strategy)
     settings.check()  # bad options fail before the model loads
-    if not resolve_model_path(args.checkpoint).exists():
-        raise ReLumixError(f"checkpoint {args.checkpoint} does not exist")
+    check_checkpoint_exists(args.checkpoint)
     device, dtype = _device_and_dtype(args.device, args.dtype)
     model, report = load_relumix(args.checkpoint, dtype=dtype, device=device)
     for note in report.notes:
