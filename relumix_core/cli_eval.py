@@ -44,6 +44,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clips", type=int, default=None, help="at most this many clips (default: all)")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the pair choice and the model noise (default 0)")
+    parser.add_argument("--min-guidance", type=float, default=None,
+                        help="guidance at the first frame (default: the relight default)")
+    parser.add_argument("--max-guidance", type=float, default=None,
+                        help="guidance at the last frame (default: the relight default)")
     parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
     parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
@@ -72,8 +76,10 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     from .loading import load_relumix
     from .pipeline import RelightSettings, ReLumixPipeline
 
-    strategy = {"strategy": args.strategy} if args.strategy else {}
-    settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None, **strategy)
+    chosen = {"strategy": args.strategy, "min_guidance": args.min_guidance, "max_guidance": args.max_guidance}
+    defaults_otherwise = {key: value for key, value in chosen.items() if value is not None}
+    settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None,
+                               **defaults_otherwise)
     settings.check()  # bad options fail before the model loads
     check_checkpoint_exists(args.checkpoint)
     device, dtype = _device_and_dtype(args.device, args.dtype)
@@ -133,7 +139,8 @@ def run_eval(args: argparse.Namespace) -> int:
         "data": str(root), "checkpoint": args.checkpoint, "frames": frames, "size": args.size,
         "pairs_per_scene": args.pairs_per_scene, "max_clips": args.max_clips, "seed": args.seed,
         **({"steps": args.steps, "window": settings.window, "overlap": settings.overlap,
-            "strategy": settings.strategy} if settings else {}),
+            "strategy": settings.strategy, "min_guidance": settings.min_guidance,
+            "max_guidance": settings.max_guidance} if settings else {}),
     }
     path = write_report(report, clips, outputs, out, overwrite=args.force)
     print(format_table(report))

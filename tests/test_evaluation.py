@@ -362,6 +362,7 @@ def test_eval_with_model_writes_every_metric(data_root: Path, checkpoint: Path, 
         for metric in ("psnr", "ssim", "temporal_error", "temporal_ssim"):
             assert isinstance(values[metric], float) and math.isfinite(values[metric]), (name, metric)
     assert report["num_clips"] == 2 and report["num_frames"] == 6 and report["config"]["steps"] == 2
+    assert (report["config"]["min_guidance"], report["config"]["max_guidance"]) == (1.0, 1.5)  # relight defaults
     clip = report["clips"][0]["methods"]["relumix"]
     assert len(clip["per_frame"]["psnr"]) == 6 and len(clip["per_frame"]["temporal_error"]) == 5
     assert (out / "summary.md").read_text().count("| relumix |") == 1
@@ -386,8 +387,10 @@ def test_oracle_scores_the_ground_truth_through_the_vae(data_root: Path, checkpo
     torch.testing.assert_close(out, first_stage_oracle(model, 4)(clip))  # the posterior mean: deterministic
     report = tmp_path / "rep"
     assert eval_main(str(data_root), "-o", str(report), "-c", str(checkpoint), "--frames", "4", "--steps", "1",
-                     "--max-clips", "1", "--oracle") == 0
-    methods = json.loads((report / "report.json").read_text())["methods"]
+                     "--max-clips", "1", "--oracle", "--min-guidance", "1", "--max-guidance", "1") == 0
+    written = json.loads((report / "report.json").read_text())
+    assert (written["config"]["min_guidance"], written["config"]["max_guidance"]) == (1.0, 1.0)
+    methods = written["methods"]
     assert math.isfinite(methods["first_stage_oracle"]["psnr"])
     assert eval_main(str(data_root), "-o", str(tmp_path / "rep2"), "--oracle") == 2
     assert "--oracle needs a checkpoint" in capsys.readouterr().err
@@ -412,6 +415,7 @@ def test_eval_baselines_only_and_force(data_root: Path, tmp_path: Path, capsys: 
         (["{data}", "--frames", "4", "--size", "30"], "multiples of 8"),
         (["{data}", "--frames", "4", "-c", "{missing}"], "does not exist"),
         (["{data}", "--frames", "4", "-c", "{missing}", "--steps", "0"], "steps must be at least 1"),
+        (["{data}", "--frames", "4", "-c", "{missing}", "--max-guidance", "nan"], "max_guidance must be a finite"),
     ],
 )
 def test_bad_input_is_one_clear_line(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],

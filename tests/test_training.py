@@ -81,7 +81,7 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
 
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
-    for name in ("relumix-svd", "tiny-vae", "tiny-unet"):
+    for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine"):
         config = load_config(name)
         copy = tmp_path / f"{name}.toml"
         copy.write_text(dump_toml(config))
@@ -89,6 +89,9 @@ def test_builtin_configs_load_and_round_trip(tmp_path):
     svd = load_config("relumix-svd")  # the authors' recipe
     assert (svd.optim.lr, svd.diffusion.p_mean, svd.diffusion.p_std, svd.diffusion.sigma_data) == (2e-5, 1.0, 1.6, 1.0)
     assert svd.diffusion.concat_dropout == 0.1 and svd.data.cond_aug == 0.02 and svd.data.reverse_prob == 0.2
+    refine, stage2 = load_config("tiny-unet-refine"), load_config("tiny-unet")
+    assert (refine.model.init, refine.model.unet) == ("checkpoint", "keep")  # stage 3 warm-starts from stage 2
+    assert refine.model.path == f"{stage2.run.output_dir}/model.safetensors"
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
