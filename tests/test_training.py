@@ -81,7 +81,7 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
 
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
-    for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine"):
+    for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish"):
         config = load_config(name)
         copy = tmp_path / f"{name}.toml"
         copy.write_text(dump_toml(config))
@@ -92,6 +92,9 @@ def test_builtin_configs_load_and_round_trip(tmp_path):
     refine, stage2 = load_config("tiny-unet-refine"), load_config("tiny-unet")
     assert (refine.model.init, refine.model.unet) == ("checkpoint", "keep")  # stage 3 warm-starts from stage 2
     assert refine.model.path == f"{stage2.run.output_dir}/model.safetensors"
+    polish = load_config("tiny-unet-polish")  # stage 4 warm-starts from stage 3
+    assert (polish.model.init, polish.model.unet) == ("checkpoint", "keep")
+    assert polish.model.path == f"{refine.run.output_dir}/model.safetensors"
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
