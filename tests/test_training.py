@@ -23,6 +23,7 @@ from relumix_core.training import load_config, train
 from relumix_core.training.config import ConfigError, dump_toml
 from relumix_core.training.data import StepSampler, item_index
 from relumix_core.training.edm import loss_weight, sample_sigmas, weighted_mse
+from relumix_core.training.ema import WeightAverage
 from relumix_core.training.steps import unet_inputs
 
 pytest.importorskip("accelerate")
@@ -359,3 +360,41 @@ def test_trained_model_records_its_size_and_the_pipeline_defaults_to_it(vae_run)
     assert model.size_multiple == 16  # VAE factor 4 x UNet downsampling 4
     assert conditioning.framing.size == (32, 32)  # about 32x32 pixels: the size it was trained at
     assert RelightSettings().resolved(model).size == 32
+
+
+def test_weight_average_follows_its_formula_and_swaps_back():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    params = {"w": weight}
+    average = WeightAverage(params, decay=0.9)
+    assert average.decay_at(0) == pytest.approx(0.1) and average.decay_at(1000) == 0.9  # warm-up, then the decay
+    with torch.no_grad():
+        weight.fill_(1.0)
+    average.update(params, 1000)
+    torch.testing.assert_close(average.shadow["w"], torch.full((3,), 0.1))
+    with average.swapped_in(params):
+        torch.testing.assert_close(weight.detach(), torch.full((3,), 0.1))
+    torch.testing.assert_close(weight.detach(), torch.ones(3))  # the trained weights are back
+    with pytest.raises(ReLumixError, match="does not match"):
+        average.load({"other": torch.zeros(3)})
+
+
+def test_weight_average_is_exported_and_resumes_exactly(vae_run, data_root, tmp_path):
+    def run(out: Path, steps: int) -> Path:
+        overrides = tiny_overrides(data_root, out, **{"model.path": str(vae_run), "run.max_steps": steps,
+                                                      "optim.ema_decay": 0.9})
+        return train(load_config("tiny-unet", overrides), show_progress=False)
+
+    exported = run(tmp_path / "straight", 4)
+    run(tmp_path / "split", 2)
+    run(tmp_path / "split", 4)
+    step4 = [tmp_path / name / "checkpoints" / "step_0000004" for name in ("straight", "split")]
+    a, b = (load_file(str(folder / "average.safetensors")) for folder in step4)
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    trained = load_file(str(step4[0] / "trainable.safetensors"))
+    assert any(not torch.equal(a[k], trained[k]) for k in a)  # the average is not the last weights
+    model, _ = load_relumix(exported)
+    weights = dict(model.named_parameters())
+    for name, value in a.items():
+        torch.testing.assert_close(weights[name].detach().float(), value)  # the export holds the average
+    with pytest.raises(ConfigError, match="ema_decay must be in"):
+        load_config("tiny-unet", ["optim.ema_decay=1.0"])

@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import ReLumixError
 
 PREFIX = "step_"
+AVERAGE_FILE = "average.safetensors"
 
 
 @dataclass
@@ -39,9 +40,9 @@ def checkpoint_dirs(root: Path) -> list[Path]:
 
 def save_checkpoint(
     root: Path, step: int, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
-    extra: dict | None = None, keep: int = 2,
+    extra: dict | None = None, keep: int = 2, average: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` and drop all but the ``keep`` newest."""
+    """Write checkpoint ``step`` (with the weight average, if one is kept) and drop all but the ``keep`` newest."""
     folder = root / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:07d}"
@@ -49,6 +50,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file({k: v.detach().float().cpu().contiguous() for k, v in params.items()}, str(tmp / "trainable.safetensors"))
+    if average is not None:
+        save_file({k: v.contiguous() for k, v in average.items()}, str(tmp / AVERAGE_FILE))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
     if final.exists():
@@ -76,3 +79,11 @@ def load_checkpoint(
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     state = json.loads((path / "state.json").read_text())
     return int(state["step"]), state
+
+
+def load_average(path: Path) -> dict[str, torch.Tensor]:
+    """The weight average saved in checkpoint ``path``; a clear error when the checkpoint has none."""
+    file = path / AVERAGE_FILE
+    if not file.exists():
+        raise ReLumixError(f"checkpoint {path} holds no weight average ({AVERAGE_FILE}), but optim.ema_decay is set")
+    return load_file(str(file))

@@ -75,6 +75,9 @@ class OptimConfig:
     lr_schedule: str = "constant"
     decay_start: int = 0
     min_lr_ratio: float = 0.0
+    #: Exponential moving average of the trained weights (0: none). With it, checkpoints keep the average and the
+    #: exported model holds the averaged weights; 0.999 averages over about the last thousand steps.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -205,6 +208,8 @@ def validate(config: TrainConfig, source: str) -> TrainConfig:
         raise ConfigError(f"{source}: optim.lr must be positive")
     if not 0 <= config.optim.min_lr_ratio <= 1:
         raise ConfigError(f"{source}: optim.min_lr_ratio must be in [0, 1], got {config.optim.min_lr_ratio}")
+    if not 0 <= config.optim.ema_decay < 1:
+        raise ConfigError(f"{source}: optim.ema_decay must be in [0, 1), got {config.optim.ema_decay}")
     if config.optim.decay_start < 0:
         raise ConfigError(f"{source}: optim.decay_start must be 0 or more, got {config.optim.decay_start}")
     if config.model.init in ("svd", "checkpoint") and not config.model.path:

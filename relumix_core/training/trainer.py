@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 
 from ..errors import ReLumixError
-from .checkpoints import checkpoint_dirs, load_checkpoint, save_checkpoint
+from .checkpoints import checkpoint_dirs, load_average, load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_toml
 from .data import make_dataset, make_loader
+from .ema import WeightAverage
 from .logs import TrainLog
 from .samples import write_sample
 from .setup import initial_model, trainable_modules, trainable_parameters
@@ -131,10 +132,13 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
         list(params.values()), lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
         weight_decay=config.optim.weight_decay,
     )
+    average = WeightAverage(params, config.optim.ema_decay) if config.optim.ema_decay > 0 else None
     start = 0
     found = checkpoint_dirs(root)
     if found:
         start, _ = load_checkpoint(found[-1], params, optimizer)
+        if average is not None:
+            average.load(load_average(found[-1]))
         if main:
             print(f"resuming from {found[-1]} (step {start})")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -157,14 +161,20 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
     def rewrap() -> None:
         setattr(model, config.stage, modules_w[0])
 
+    def averaged():
+        """The weights to export and sample with: the average when one is kept."""
+        return average.swapped_in(params) if average is not None else contextlib.nullcontext()
+
     def checkpoint(step: int) -> None:
         accelerator.wait_for_everyone()
         if main:
             unwrap()
             extra = {"stage": config.stage}
-            folder = save_checkpoint(root, step, trainable_parameters(model), optimizer, extra, run.keep_checkpoints)
+            folder = save_checkpoint(root, step, trainable_parameters(model), optimizer, extra, run.keep_checkpoints,
+                                     average.shadow if average is not None else None)
             if run.export_every_checkpoint:
-                export_model(model, config, folder / "model.safetensors", calibration)
+                with averaged():
+                    export_model(model, config, folder / "model.safetensors", calibration)
             rewrap()
         accelerator.wait_for_everyone()
 
@@ -199,6 +209,8 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
                 for key, value in {"loss": loss, **result.stats}.items():
                     totals[key] = totals.get(key, 0.0) + value / config.optim.grad_accum
             scheduler.step()
+            if average is not None:
+                average.update(params, step)
             step += 1
             if bar is not None:
                 bar.update(1)
@@ -215,7 +227,8 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
             if main and run.sample_every and step % run.sample_every == 0:
                 module.eval()
                 unwrap()
-                write_sample(model, calibration[0], config, root / "samples" / f"step_{step:07d}.gif")
+                with averaged():
+                    write_sample(model, calibration[0], config, root / "samples" / f"step_{step:07d}.gif")
                 rewrap()
                 module.train()
     except KeyboardInterrupt:
@@ -234,6 +247,7 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
     model.requires_grad_(False).eval()
     out = root / "model.safetensors"
     if main:
-        export_model(model, config, out, calibration)
+        with averaged():
+            export_model(model, config, out, calibration)
     accelerator.wait_for_everyone()
     return out
