@@ -82,7 +82,7 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
 
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
-    for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish"):
+    for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish", "tiny-unet-ema"):
         config = load_config(name)
         copy = tmp_path / f"{name}.toml"
         copy.write_text(dump_toml(config))
@@ -96,6 +96,10 @@ def test_builtin_configs_load_and_round_trip(tmp_path):
     polish = load_config("tiny-unet-polish")  # stage 4 warm-starts from stage 3
     assert (polish.model.init, polish.model.unet) == ("checkpoint", "keep")
     assert polish.model.path == f"{refine.run.output_dir}/model.safetensors"
+    ema = load_config("tiny-unet-ema")  # stage 5 warm-starts from stage 4 and keeps a weight average
+    assert (ema.model.init, ema.model.unet) == ("checkpoint", "keep")
+    assert ema.model.path == f"{polish.run.output_dir}/model.safetensors"
+    assert 0 < ema.optim.ema_decay < 1
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
