@@ -82,7 +82,8 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
 
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
-    for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish", "tiny-unet-ema"):
+    for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish", "tiny-unet-ema",
+                 "tiny-vae-decoder"):
         config = load_config(name)
         copy = tmp_path / f"{name}.toml"
         copy.write_text(dump_toml(config))
@@ -100,6 +101,10 @@ def test_builtin_configs_load_and_round_trip(tmp_path):
     assert (ema.model.init, ema.model.unet) == ("checkpoint", "keep")
     assert ema.model.path == f"{polish.run.output_dir}/model.safetensors"
     assert 0 < ema.optim.ema_decay < 1
+    decoder = load_config("tiny-vae-decoder")  # the last stage fine-tunes the decoder of stage 5's model
+    assert (decoder.stage, decoder.vae.train_encoder, decoder.model.path) == (
+        "vae", False, f"{ema.run.output_dir}/model.safetensors")
+    assert decoder.data.num_frames == ema.data.num_frames
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
@@ -364,6 +369,22 @@ def test_trained_model_records_its_size_and_the_pipeline_defaults_to_it(vae_run)
     assert model.size_multiple == 16  # VAE factor 4 x UNet downsampling 4
     assert conditioning.framing.size == (32, 32)  # about 32x32 pixels: the size it was trained at
     assert RelightSettings().resolved(model).size == 32
+
+
+def test_decoder_fine_tune_keeps_the_encoder_the_unet_and_the_latent_scale(vae_run, data_root, tmp_path):
+    unet_overrides = tiny_overrides(data_root, tmp_path / "unet", **{"model.path": str(vae_run), "run.max_steps": 1})
+    with_unet = train(load_config("tiny-unet", unet_overrides), show_progress=False)
+    overrides = tiny_overrides(data_root, tmp_path / "decoder", **{"model.path": str(with_unet),
+                                                                   "run.max_steps": 2, "data.num_frames": 3})
+    tuned = train(load_config("tiny-vae-decoder", overrides), show_progress=False)
+    (before, _), (after, _) = load_relumix(with_unet), load_relumix(tuned)
+    old, new = before.state_dict(), after.state_dict()
+    changed = {k.split(".")[0] + "." + k.split(".")[1] for k in old if not torch.equal(old[k], new[k])}
+    assert changed == {"vae.decoder"} or changed == {"vae.decoder", "vae.post_quant_conv"}
+    assert after.config.scale_factor == before.config.scale_factor  # not recalibrated
+    assert after.config.trained_frames == before.config.trained_frames == 4  # the UNet's, not data.num_frames
+    with pytest.raises(ConfigError, match="fine-tunes the decoder of a trained model"):
+        load_config("tiny-vae", ["vae.train_encoder=false"])
 
 
 def test_weight_average_follows_its_formula_and_swaps_back():

@@ -102,6 +102,9 @@ class VAELossConfig:
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     kl_weight: float = 1e-6
+    #: False fine-tunes the decoder alone (as Stability's ft-MSE VAE decoders were): the encoder, and so the latent
+    #: space, the scale factor and a UNet trained on them, stay exactly as they are.
+    train_encoder: bool = True
 
 
 @dataclass
@@ -214,6 +217,11 @@ def validate(config: TrainConfig, source: str) -> TrainConfig:
         raise ConfigError(f"{source}: optim.decay_start must be 0 or more, got {config.optim.decay_start}")
     if config.model.init in ("svd", "checkpoint") and not config.model.path:
         raise ConfigError(f"{source}: model.init = {config.model.init!r} needs model.path")
+    if not config.vae.train_encoder and config.model.init != "checkpoint":
+        raise ConfigError(
+            f"{source}: vae.train_encoder = false fine-tunes the decoder of a trained model; set model.init = "
+            "\"checkpoint\" and model.path to it"
+        )
     if config.model.unet == "keep" and not (config.ablation.gates and config.ablation.embedding_fusion):
         if config.model.init != "tiny":
             raise ConfigError(

@@ -37,8 +37,10 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
         model, _ = load_relumix(path, dtype=torch.float32)
     if m.unet == "new":
         model.unet = _new_unet(model, config)
-    model.config.trained_frames = config.data.num_frames  # what the model will have been trained on
-    model.config.trained_size = config.data.size
+    if config.stage == "unet" or config.vae.train_encoder:
+        # what the model will have been trained on; a decoder fine-tune leaves the UNet's clip length and size
+        model.config.trained_frames = config.data.num_frames
+        model.config.trained_size = config.data.size
     return model
 
 
@@ -53,9 +55,9 @@ def _new_unet(model: ReLumixModel, config: TrainConfig) -> nn.Module:
         return COMPONENTS["unet"].build(unet_config)
 
 
-def trainable_modules(model: ReLumixModel, stage: str) -> list[nn.Module]:
+def trainable_modules(model: ReLumixModel, stage: str, train_encoder: bool = True) -> list[nn.Module]:
     """What a stage trains: the whole UNet (everything else frozen), or the first-stage autoencoder without its
-    identity ``quant_conv`` (sgm's first stage has none)."""
+    identity ``quant_conv`` (sgm's first stage has none), or only its decoder when ``train_encoder`` is False."""
     model.requires_grad_(False)
     if stage == "unet":
         unet = model.component("unet")
@@ -64,6 +66,8 @@ def trainable_modules(model: ReLumixModel, stage: str) -> list[nn.Module]:
     vae = model.component("vae")
     vae.requires_grad_(True)
     vae.quant_conv.requires_grad_(False)
+    if not train_encoder:
+        vae.encoder.requires_grad_(False)
     return [vae]
 
 

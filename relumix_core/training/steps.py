@@ -71,14 +71,16 @@ def unet_step(model: ReLumixModel, batch: dict, config: TrainConfig, generator: 
 
 
 def vae_step(model: ReLumixModel, batch: dict, config: TrainConfig, generator: torch.Generator) -> StepResult:
-    """First-stage autoencoder loss on target clips: L1 + L2 reconstruction through the temporal decoder, plus KL."""
+    """First-stage autoencoder loss on target clips: L1 + L2 reconstruction through the temporal decoder, plus KL
+    (a constant when the encoder is frozen, which then runs without gradients)."""
     vae = model.component("vae")
     vae = getattr(vae, "module", vae)  # the stage is single-process (the trainer says so); no DDP wrapper needed
     device = next(vae.parameters()).device
     videos = _videos(batch, "target", device)
     b, t = videos.shape[:2]
     frames = videos.flatten(0, 1)
-    mean, logvar, std = posterior_parameters(first_stage_moments(vae, frames))
+    with torch.set_grad_enabled(config.vae.train_encoder):
+        mean, logvar, std = posterior_parameters(first_stage_moments(vae, frames))
     z = mean + std * torch.randn(mean.shape, generator=generator).to(device)
     recon = vae.decode(z, num_frames=t).sample
     w = config.vae

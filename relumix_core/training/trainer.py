@@ -68,7 +68,7 @@ def calibrate_scale_factor(model, loader_items: list[dict]) -> float:
 def export_model(model, config: TrainConfig, path: Path, calibration: list[dict]) -> Path:
     from ..single_file import save_single_file
 
-    if config.stage == "vae":
+    if config.stage == "vae" and config.vae.train_encoder:  # a frozen encoder keeps the latents and their scale
         model.config.scale_factor = calibrate_scale_factor(model, calibration)
     return save_single_file(model, path, dtype=DTYPES[config.run.save_dtype], overwrite=True)
 
@@ -123,7 +123,7 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
         (root / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
 
     model = initial_model(config)
-    modules = trainable_modules(model, config.stage)
+    modules = trainable_modules(model, config.stage, config.vae.train_encoder)
     if run.gradient_checkpointing and config.stage == "unet":
         model.component("unet").enable_gradient_checkpointing()
     model.to(accelerator.device)
