@@ -22,7 +22,8 @@ class ReLumixSampler:
     FUNCTION = "sample"
     DESCRIPTION = (
         "Relights the clip: 25 steps and guidance 1.0 to 1.5 are the authors' defaults. Long clips run in windows "
-        "(0 = the length the model was trained on) that share overlap frames (-1 = a third of the window)."
+        "(0 = the length the model was trained on) that share overlap frames (-1 = a third of the window). "
+        "Detail transfer restores fine texture from the input frames (-1: the model's own setting)."
     )
 
     @classmethod
@@ -44,7 +45,13 @@ class ReLumixSampler:
                                          "tooltip": "frames per VAE decode; 0 = the window (14 = the authors')"}),
                 "batch_branches": ("BOOLEAN", {"default": True,
                                                "tooltip": "off: guidance branches one after the other (less VRAM)"}),
-            }
+            },
+            "optional": {
+                "detail": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 16.0, "step": 0.05,
+                                     "tooltip": "detail transfer: blur radius in processing pixels below which "
+                                                "texture comes from the input frames; -1 = the model's own "
+                                                "(off for ReLumix), 0 = off"}),
+            },
         }
 
     def sample(
@@ -60,6 +67,7 @@ class ReLumixSampler:
         strategy: str,
         decode_chunk: int,
         batch_branches: bool,
+        detail: float = -1.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from relumix_core.pipeline import RelightSettings
         from relumix_core.progress import Interrupted
@@ -68,6 +76,7 @@ class ReLumixSampler:
             num_steps=steps, min_guidance=min_guidance, max_guidance=max_guidance, window=window or None,
             overlap=None if overlap < 0 else overlap, strategy=strategy,  # type: ignore[arg-type]
             decode_chunk_size=decode_chunk or None, batch_branches=batch_branches,
+            detail_sigma=None if detail < 0 else detail,
         )
         generator = torch.Generator().manual_seed(seed)
         try:

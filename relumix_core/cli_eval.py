@@ -53,6 +53,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
                         help="long clips: every window sees the reference (anchor) or the last relit frame (chain); "
                              "default: the pipeline's")
+    parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
+                        help="detail transfer radius in processing pixels, 0 = off (default: the model's own)")
     parser.add_argument("--oracle", action="store_true",
                         help="also score the ground truth through the model's VAE: the ceiling any relighting "
                              "by this model can reach (needs -c)")
@@ -79,7 +81,7 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     chosen = {"strategy": args.strategy, "min_guidance": args.min_guidance, "max_guidance": args.max_guidance}
     defaults_otherwise = {key: value for key, value in chosen.items() if value is not None}
     settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None,
-                               **defaults_otherwise)
+                               detail_sigma=args.detail, **defaults_otherwise)
     settings.check()  # bad options fail before the model loads
     check_checkpoint_exists(args.checkpoint)
     device, dtype = _device_and_dtype(args.device, args.dtype)
@@ -89,7 +91,7 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     pipe = ReLumixPipeline(model, device=device)
     settings = settings.resolved(model)
     print(f"model: {args.checkpoint} on {device}, {str(dtype).replace('torch.', '')}, {args.steps} steps, "
-          f"trained on {model.config.trained_frames} frames")
+          f"detail transfer {settings.detail_sigma or 'off'}, trained on {model.config.trained_frames} frames")
     methods = {MODEL_METHOD: relumix_method(pipe, settings, seed=args.seed)}
     if args.oracle:
         methods["first_stage_oracle"] = first_stage_oracle(model, settings.decode_chunk_size)
@@ -140,7 +142,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "pairs_per_scene": args.pairs_per_scene, "max_clips": args.max_clips, "seed": args.seed,
         **({"steps": args.steps, "window": settings.window, "overlap": settings.overlap,
             "strategy": settings.strategy, "min_guidance": settings.min_guidance,
-            "max_guidance": settings.max_guidance} if settings else {}),
+            "max_guidance": settings.max_guidance, "detail_sigma": settings.detail_sigma} if settings else {}),
     }
     path = write_report(report, clips, outputs, out, overwrite=args.force)
     print(format_table(report))

@@ -69,6 +69,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "512 (about 512x512 at the input's aspect), HxW, or native")
     parser.add_argument("--fit", choices=("resize", "crop", "pad"), default="resize",
                         help="how frames meet the processing size (default resize)")
+    parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
+                        help="detail transfer radius in processing pixels, 0 = off (default: the model's own; "
+                             "0 for ReLumix)")
     parser.add_argument("--reference-fit", choices=("auto", "resize", "crop", "pad"), default="auto",
                         help="how a reference of another size is conformed (default auto)")
     parser.add_argument("--decode-chunk-size", type=int, default=None,
@@ -129,6 +132,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         cond_aug=args.cond_aug, reference_range=args.reference_range, decode_chunk_size=args.decode_chunk_size,
         batch_branches=not args.sequential_branches, window=args.window, overlap=args.overlap,
         strategy=args.strategy, size=args.size, fit=args.fit, reference_fit=args.reference_fit,
+        detail_sigma=args.detail,
     )
     settings.check()
     return settings

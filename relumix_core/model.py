@@ -15,6 +15,7 @@ VAE encoder of its own. Identical copies are loaded once: the reference attribut
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,10 @@ class ReLumixConfig:
     #: Side of the square frames it was trained at (about trained_size**2 pixels is the default processing size):
     #: 512 for ReLumix, 64 for relumix-tiny.
     trained_size: int = 512
+    #: Blur radius, in pixels of the processing size, of the detail transfer (:mod:`relumix_core.detail`) the model
+    #: is meant to be used with: 0 (off) for ReLumix, whose authors do none; chosen on validation data for
+    #: relumix-tiny. Checkpoints written before this field existed read as 0.
+    detail_sigma: float = 0.0
 
     @property
     def unet(self) -> Any:
@@ -69,6 +74,7 @@ class ReLumixConfig:
                 "scale_factor": self.scale_factor,
                 "trained_frames": self.trained_frames,
                 "trained_size": self.trained_size,
+                "detail_sigma": self.detail_sigma,
             },
             sort_keys=True,
         )
@@ -82,6 +88,10 @@ class ReLumixConfig:
             raise ValueError(f"trained_frames must be a positive integer, not {config.trained_frames!r}")
         if not isinstance(config.trained_size, int) or config.trained_size < 8:
             raise ValueError(f"trained_size must be an integer of at least 8, not {config.trained_size!r}")
+        sigma = config.detail_sigma
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+            raise ValueError(f"detail_sigma must be a number of at least 0, not {sigma!r}")
+        config.detail_sigma = float(sigma)
         config.link_order()  # a broken "shared" table fails here, when the file is read
         return config
 

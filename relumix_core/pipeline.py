@@ -33,6 +33,7 @@ from .conditioning import (
     reference_for_embedders,
 )
 from .denoiser import Conditioning, GuidedDenoiser
+from .detail import transfer_detail
 from .errors import ReLumixError
 from .frames import as_frames, as_image, to_numpy_uint8, to_pil
 from .model import ReLumixModel
@@ -74,14 +75,19 @@ class RelightSettings:
     fit: FitMode = "resize"
     #: How a reference of another size is brought to the frame size ("auto": resize if the aspect nearly matches).
     reference_fit: str = "auto"
+    #: Blur radius (processing pixels) of the detail transfer that finishes the frames (:mod:`relumix_core.detail`);
+    #: ``None`` means the model's own (0, off, for ReLumix; relumix-tiny's card gives its value).
+    detail_sigma: float | None = None
 
     def resolved(self, model: ReLumixModel) -> RelightSettings:
-        """A copy with ``window`` / ``overlap`` filled in from the model, after checking every option."""
+        """A copy with ``window``, ``overlap``, ``size`` and ``detail_sigma`` filled in from the model, after checking
+        every option."""
         window = self.window if self.window is not None else model.config.trained_frames
         overlap = self.overlap if self.overlap is not None else max(1, window // 3)
         chunk = self.decode_chunk_size if self.decode_chunk_size is not None else window
         size = model.config.trained_size if self.size == "trained" else self.size
-        out = replace(self, window=window, overlap=overlap, decode_chunk_size=chunk, size=size)
+        detail = self.detail_sigma if self.detail_sigma is not None else model.config.detail_sigma
+        out = replace(self, window=window, overlap=overlap, decode_chunk_size=chunk, size=size, detail_sigma=detail)
         out.check()
         return out
 
@@ -96,6 +102,8 @@ class RelightSettings:
                 raise ReLumixError(f"{name} must be a finite number, got {value}")
         if self.cond_aug < 0:
             raise ReLumixError(f"cond_aug must be 0 or more, got {self.cond_aug}")
+        if self.detail_sigma is not None and not 0 <= float(self.detail_sigma) < float("inf"):
+            raise ReLumixError(f"detail radius must be 0 (off) or a positive number of pixels, got {self.detail_sigma}")
         if self.window is not None and self.overlap is not None:
             check_window_options(self.window, self.overlap, self.strategy)
 
@@ -122,6 +130,9 @@ class ReLumixConditioning:
     cond_aug: float
     reference_range: ReferenceRange
     model_token: int  # id of the model that made it: conditioning only fits the model whose encoders made it
+    #: The input frames [T,3,H,W] in [0,1] over the region the output covers (a view, not a copy): the texture
+    #: source of the detail transfer.
+    source: torch.Tensor
 
     def window_conditioning(
         self, model: ReLumixModel, embeddings: FrameEmbeddings, reference: ReferenceEmbeddings | None = None
@@ -190,10 +201,10 @@ class ReLumixPipeline:
     # -- stage 1: inputs and conditioning ---------------------------------------------------------------------
 
     def prepare_inputs(
-        self, frames: Any, reference: Any, reference_index: int, settings: RelightSettings
+        self, video: torch.Tensor, reference: Any, reference_index: int, settings: RelightSettings
     ) -> tuple[torch.Tensor, torch.Tensor, Framing]:
-        """Validated frames [T,3,h,w] and reference [3,h,w] in [0,1] at the processing size, and the framing."""
-        video = as_frames(frames, "frames")
+        """Frames [T,3,h,w] and reference [3,h,w] in [0,1] at the processing size, and the framing, from frames
+        already validated by :func:`~relumix_core.frames.as_frames` and a reference in any accepted form."""
         num_frames, _, height, width = video.shape
         if not isinstance(reference_index, int) or not 0 <= reference_index < num_frames:
             raise ReLumixError(
@@ -223,7 +234,8 @@ class ReLumixPipeline:
         torch or PIL (see :mod:`relumix_core.frames`). The cond_aug noise comes from ``generator`` (or is given,
         one [L,3,h,w] tensor per direction)."""
         settings = (settings or RelightSettings()).resolved(self.model)
-        video, ref, framing = self.prepare_inputs(frames, reference, reference_index, settings)
+        video_in = as_frames(frames, "frames")
+        video, ref, framing = self.prepare_inputs(video_in, reference, reference_index, settings)
         dtype = self.dtype
         ref_m11 = (ref * 2 - 1).to(self.device, dtype)
         runs = split_directions(video.shape[0], reference_index)
@@ -251,6 +263,7 @@ class ReLumixPipeline:
             cond_aug=settings.cond_aug,
             reference_range=settings.reference_range,
             model_token=id(self.model),
+            source=framing.output_region(video_in),
         )
 
     # -- stage 2: sampling and decoding -----------------------------------------------------------------------
@@ -383,7 +396,13 @@ class ReLumixPipeline:
         video = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
         windows = [[[d.indices[p] for p in positions] for positions in plan]
                    for d, plan in zip(conditioning.directions, plans, strict=True)]
-        return RelightResult(conditioning.framing.from_model(video), latents, decoded, windows)
+        framing = conditioning.framing
+        frames = framing.from_model(video)
+        if settings.detail_sigma:
+            # the radius is set in processing pixels; the output is larger by the input / content ratio
+            scale = framing.output_size[0] / framing.content_size[0]
+            frames = transfer_detail(frames, conditioning.source, settings.detail_sigma * scale)
+        return RelightResult(frames, latents, decoded, windows)
 
     # -- the one-call API ---------------------------------------------------------------------------------------
 

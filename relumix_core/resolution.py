@@ -127,6 +127,17 @@ class Framing:
             x = _resize(x, self.size)
         return x[0] if squeeze else x
 
+    def output_region(self, frames: torch.Tensor) -> torch.Tensor:
+        """The part of input frames ``[..., H, W]`` that ``from_model``'s output covers (the crop box for ``crop``,
+        else all of it), as a view: what the output should be compared or combined with, pixel for pixel."""
+        if tuple(frames.shape[-2:]) != self.input_size:
+            raise InputError(f"frames of {tuple(frames.shape[-2:])} do not match this framing's input "
+                               f"{self.input_size}")
+        if self.fit == "crop" and self.crop_box is not None:
+            top, left, h, w = self.crop_box
+            return frames[..., top : top + h, left : left + w]
+        return frames
+
     def from_model(self, frames: torch.Tensor) -> torch.Tensor:
         """Processed frames ``[T, C, h, w]`` (or ``[C, h, w]``) back to ``output_size``."""
         x, squeeze = _as_batch(frames, self.size, "processed frames", "this framing's processing size")

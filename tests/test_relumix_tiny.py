@@ -42,7 +42,8 @@ def test_the_bundled_name_loads_the_full_relumix_architecture() -> None:
     model, report = load_relumix("relumix-tiny")
     shipped, architecture = json.loads(model.config.to_json()), json.loads(relumix_tiny_config().to_json())
     assert 0 < shipped.pop("scale_factor") < 10  # calibrated by stage 1: 1 / std of its latents
-    architecture.pop("scale_factor")
+    assert shipped.pop("detail_sigma") > 0  # its detail transfer radius, chosen on validation clips (model card)
+    architecture.pop("scale_factor"), architecture.pop("detail_sigma")
     assert shipped == architecture
     assert not report.missing and not report.unexpected
     unet_inputs = model.config.components["unet"].in_channels
