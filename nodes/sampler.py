@@ -21,9 +21,10 @@ class ReLumixSampler:
     RETURN_NAMES = ("frames", "latent")
     FUNCTION = "sample"
     DESCRIPTION = (
-        "Relights the clip: 25 steps and guidance 1.0 to 1.5 are the authors' defaults. Long clips run in windows "
-        "(0 = the length the model was trained on) that share overlap frames (-1 = a third of the window). "
-        "Detail transfer restores fine texture from the input frames (-1: the model's own setting)."
+        "Relights the clip. Steps 0 and detail -1 take the model's own settings (25 steps and no detail transfer "
+        "for ReLumix, the authors' defaults); guidance runs from 1.0 to 1.5 over each window as the authors'. Long "
+        "clips run in windows (0 = the length the model was trained on) that share overlap frames (-1 = a third "
+        "of the window). Detail transfer restores fine texture from the input frames."
     )
 
     @classmethod
@@ -33,7 +34,8 @@ class ReLumixSampler:
                 "model": ("RELUMIX_MODEL",),
                 "conditioning": ("RELUMIX_CONDITIONING",),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 1000}),
+                "steps": ("INT", {"default": 0, "min": 0, "max": 1000,
+                                   "tooltip": "0 = the model's own (25 for ReLumix, the authors' default)"}),
                 "min_guidance": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.05}),
                 "max_guidance": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 20.0, "step": 0.05}),
                 "window": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": "0 = the trained length"}),
@@ -73,7 +75,7 @@ class ReLumixSampler:
         from relumix_core.progress import Interrupted
 
         settings = RelightSettings(
-            num_steps=steps, min_guidance=min_guidance, max_guidance=max_guidance, window=window or None,
+            num_steps=steps or None, min_guidance=min_guidance, max_guidance=max_guidance, window=window or None,
             overlap=None if overlap < 0 else overlap, strategy=strategy,  # type: ignore[arg-type]
             decode_chunk_size=decode_chunk or None, batch_branches=batch_branches,
             detail_sigma=None if detail < 0 else detail,

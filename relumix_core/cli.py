@@ -96,7 +96,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     with _head_width_hint():
         report = convert_checkpoint(
             args.src, str(dst) + (os.sep if folder else ""), dtype=args.dtype, overwrite=args.overwrite,
-            **_load_options(args),
+            detail_sigma=args.detail_sigma, default_steps=args.default_steps, **_load_options(args),
         )
     print(report.summary())
     kind = "diffusers-style folder" if folder else "single file"
@@ -226,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("dst", help="file to write (.safetensors), or a folder ending in '/'")
     convert.add_argument("--dtype", choices=DTYPE_CHOICES, default=None, help="cast floating-point weights")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    convert.add_argument("--detail-sigma", type=float, default=None, metavar="SIGMA",
+                         help="record the detail-transfer radius the model should run with (default: keep the "
+                              "source's; 0 = off)")
+    convert.add_argument("--default-steps", type=int, default=None, metavar="N",
+                         help="record the sampling steps the model should run with by default (default: keep the "
+                              "source's; 25 for ReLumix)")
     _add_shape_options(convert)
     convert.set_defaults(func=cmd_convert)
 

@@ -42,7 +42,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs-per-scene", type=int, default=2,
                         help="ordered (source, target) light pairs per scene, drawn by --seed (default 2)")
     parser.add_argument("--max-clips", type=int, default=None, help="at most this many clips (default: all)")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the model's own; 25 for ReLumix)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the pair choice and the model noise (default 0)")
     parser.add_argument("--min-guidance", type=float, default=None,
                         help="guidance at the first frame (default: the relight default)")
@@ -90,7 +91,7 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
         print(f"note: {note}")
     pipe = ReLumixPipeline(model, device=device)
     settings = settings.resolved(model)
-    print(f"model: {args.checkpoint} on {device}, {str(dtype).replace('torch.', '')}, {args.steps} steps, "
+    print(f"model: {args.checkpoint} on {device}, {str(dtype).replace('torch.', '')}, {settings.num_steps} steps, "
           f"detail transfer {settings.detail_sigma or 'off'}, trained on {model.config.trained_frames} frames")
     methods = {MODEL_METHOD: relumix_method(pipe, settings, seed=args.seed)}
     if args.oracle:
@@ -140,7 +141,7 @@ def run_eval(args: argparse.Namespace) -> int:
     report["config"] = {
         "data": str(root), "checkpoint": args.checkpoint, "frames": frames, "size": args.size,
         "pairs_per_scene": args.pairs_per_scene, "max_clips": args.max_clips, "seed": args.seed,
-        **({"steps": args.steps, "window": settings.window, "overlap": settings.overlap,
+        **({"steps": settings.num_steps, "window": settings.window, "overlap": settings.overlap,
             "strategy": settings.strategy, "min_guidance": settings.min_guidance,
             "max_guidance": settings.max_guidance, "detail_sigma": settings.detail_sigma} if settings else {}),
     }

@@ -52,7 +52,8 @@ def add_relight_arguments(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The checkpoint, sampling, size and device options, shared with ``relumix relight-batch``."""
     parser.add_argument("--checkpoint", "-c", help=f"ReLumix checkpoint (default: ${CHECKPOINT_ENV})")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the model's own; 25 for ReLumix)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")

@@ -39,7 +39,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a ReLumix checkpoint (default: the bundled relumix-tiny)")
     parser.add_argument("--frames", type=int, default=CLIP_FRAMES,
                         help=f"frames of each clip to relight, 2..{CLIP_FRAMES} (default {CLIP_FRAMES})")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25, as the authors)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the model's own: 25 for ReLumix, as the authors)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo run in --out")
@@ -109,7 +110,7 @@ def load_demo_model(checkpoint: str | None, device: str) -> DemoModel:
     return DemoModel(ReLumixPipeline(model, device=target), name, True)
 
 
-def _relight(pipeline, source: torch.Tensor, reference: torch.Tensor, steps: int, seed: int, label: str):
+def _relight(pipeline, source: torch.Tensor, reference: torch.Tensor, steps: int | None, seed: int, label: str):
     from .pipeline import RelightSettings
 
     with tqdm(desc=f"relighting {label}", unit="step", dynamic_ncols=True) as bar:
@@ -173,7 +174,7 @@ def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if not 2 <= args.frames <= CLIP_FRAMES:
         raise ReLumixError(f"--frames must be within 2..{CLIP_FRAMES}, got {args.frames}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise ReLumixError(f"--steps must be at least 1, got {args.steps}")
     out = Path(args.out).expanduser()
     _check_outputs(out, args.overwrite)
@@ -195,7 +196,8 @@ def run_demo(args: argparse.Namespace) -> int:
     _write_clip(out / "photo", photo_relit, {"input": photo, "reference": reference, "relumix": photo_relit})
 
     elapsed = time.perf_counter() - start
-    report = {"model": demo.name, "trained": demo.trained, "frames": args.frames, "steps": args.steps,
+    report = {"model": demo.name, "trained": demo.trained, "frames": args.frames,
+              "steps": args.steps or demo.pipeline.model.config.default_steps,
               "seed": args.seed, "seconds": round(elapsed, 1), "synthetic_clip": scores,
               "note": "means over frames 1.. (frame 0 is the reference itself)"}
     from .single_file import atomic_path

@@ -59,6 +59,9 @@ class ReLumixConfig:
     #: is meant to be used with: 0 (off) for ReLumix, whose authors do none; chosen on validation data for
     #: relumix-tiny. Checkpoints written before this field existed read as 0.
     detail_sigma: float = 0.0
+    #: Sampling steps the model is meant to run with when a run does not choose: 25 for ReLumix (the authors'
+    #: default); relumix-tiny's card gives its own, chosen on validation data. Older checkpoints read as 25.
+    default_steps: int = 25
 
     @property
     def unet(self) -> Any:
@@ -75,6 +78,7 @@ class ReLumixConfig:
                 "trained_frames": self.trained_frames,
                 "trained_size": self.trained_size,
                 "detail_sigma": self.detail_sigma,
+                "default_steps": self.default_steps,
             },
             sort_keys=True,
         )
@@ -92,6 +96,9 @@ class ReLumixConfig:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
             raise ValueError(f"detail_sigma must be a number of at least 0, not {sigma!r}")
         config.detail_sigma = float(sigma)
+        steps = config.default_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"default_steps must be a positive integer, not {config.default_steps!r}")
         config.link_order()  # a broken "shared" table fails here, when the file is read
         return config
 

@@ -51,7 +51,8 @@ OutputType = Literal["pt", "np", "pil"]
 class RelightSettings:
     """Every option of a run. The defaults are the authors' inference defaults where they have one."""
 
-    num_steps: int = 25
+    #: Sampling steps; ``None`` means the model's own (25 for ReLumix, the authors' default).
+    num_steps: int | None = None
     min_guidance: float = 1.0
     max_guidance: float = 1.5
     fps_id: float = DEFAULT_FPS_ID
@@ -80,19 +81,21 @@ class RelightSettings:
     detail_sigma: float | None = None
 
     def resolved(self, model: ReLumixModel) -> RelightSettings:
-        """A copy with ``window``, ``overlap``, ``size`` and ``detail_sigma`` filled in from the model, after checking
-        every option."""
+        """A copy with ``num_steps``, ``window``, ``overlap``, ``size`` and ``detail_sigma`` filled in from the model,
+        after checking every option."""
         window = self.window if self.window is not None else model.config.trained_frames
         overlap = self.overlap if self.overlap is not None else max(1, window // 3)
         chunk = self.decode_chunk_size if self.decode_chunk_size is not None else window
         size = model.config.trained_size if self.size == "trained" else self.size
         detail = self.detail_sigma if self.detail_sigma is not None else model.config.detail_sigma
-        out = replace(self, window=window, overlap=overlap, decode_chunk_size=chunk, size=size, detail_sigma=detail)
+        steps = self.num_steps if self.num_steps is not None else model.config.default_steps
+        out = replace(self, num_steps=steps, window=window, overlap=overlap, decode_chunk_size=chunk, size=size,
+                      detail_sigma=detail)
         out.check()
         return out
 
     def check(self) -> None:
-        if self.num_steps < 1:
+        if self.num_steps is not None and self.num_steps < 1:
             raise ReLumixError(f"steps must be at least 1, got {self.num_steps}")
         if self.decode_chunk_size is not None and self.decode_chunk_size < 1:
             raise ReLumixError(f"decode_chunk_size must be at least 1, got {self.decode_chunk_size}")
@@ -370,7 +373,7 @@ class ReLumixPipeline:
                 "conditioning (EmbeddingFuse) and the sampler"
             )
         settings = (settings or RelightSettings()).resolved(self.model)
-        assert settings.window is not None and settings.overlap is not None
+        assert settings.window is not None and settings.overlap is not None and settings.num_steps is not None
         plans = [
             plan_windows(len(d.indices), settings.window, settings.overlap, settings.strategy)
             for d in conditioning.directions

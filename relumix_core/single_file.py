@@ -226,9 +226,17 @@ def load_folder(folder: Path, opts: LoadOptions) -> tuple[ReLumixModel, LoadRepo
 
 
 def convert_checkpoint(
-    src: str | Path, dst: str | Path, dtype: str | None = None, overwrite: bool = False, **load_options: object
+    src: str | Path, dst: str | Path, dtype: str | None = None, overwrite: bool = False,
+    detail_sigma: float | None = None, default_steps: int | None = None, **load_options: object
 ) -> LoadReport:
-    """Convert any supported checkpoint to the single-file format (or a folder if ``dst`` ends with '/')."""
+    """Convert any supported checkpoint to the single-file format (or a folder if ``dst`` ends with '/').
+
+    ``detail_sigma`` and ``default_steps`` record the detail-transfer radius and the sampling steps the model is
+    meant to run with (see :class:`ReLumixConfig`); ``None`` keeps the source's."""
+    if detail_sigma is not None and not 0 <= detail_sigma < float("inf"):
+        raise ValueError(f"detail_sigma must be 0 (off) or a positive number of pixels, got {detail_sigma}")
+    if default_steps is not None and default_steps < 1:
+        raise ValueError(f"default_steps must be at least 1, got {default_steps}")
     torch_dtype = None
     if dtype is not None:
         if dtype not in DTYPES:
@@ -242,6 +250,10 @@ def convert_checkpoint(
         # Before loading: refusing after minutes of conversion would waste them.
         raise FileExistsError(f"{dst_path} already exists; choose another name or pass overwrite=True (--overwrite)")
     model, report = load_relumix(src, dtype=torch_dtype, **load_options)
+    if detail_sigma is not None:
+        model.config.detail_sigma = float(detail_sigma)
+    if default_steps is not None:
+        model.config.default_steps = int(default_steps)
     if to_folder:
         save_folder(model, dst_path, overwrite=overwrite)
     else:

@@ -122,6 +122,20 @@ def test_convert_refuses_to_overwrite(tiny_ckpt: Path, tmp_path: Path, capsys: p
     assert_bit_identical(load_relumix(tiny_ckpt)[0], load_relumix(dst)[0])
 
 
+def test_convert_records_the_detail_radius_and_steps(tiny_ckpt: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    dst = tmp_path / "with_detail.safetensors"
+    assert load_relumix(tiny_ckpt)[0].config.detail_sigma == 0.0
+    assert main(["convert", str(tiny_ckpt), str(dst), "--detail-sigma", "0.75", "--default-steps", "4"]) == 0
+    converted = load_relumix(dst)[0]
+    assert converted.config.detail_sigma == 0.75 and converted.config.default_steps == 4
+    assert_bit_identical(load_relumix(tiny_ckpt)[0], converted)  # the weights are untouched
+    capsys.readouterr()
+    assert main(["convert", str(tiny_ckpt), str(tmp_path / "bad.safetensors"), "--detail-sigma", "-1"]) == 2
+    assert "detail_sigma" in _error_line(capsys)
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
 @pytest.mark.parametrize("kind", sorted(BAD_CHECKPOINTS))
 def test_bad_checkpoints_give_one_line(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path, words = BAD_CHECKPOINTS[kind](tmp_path)

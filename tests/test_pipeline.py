@@ -214,3 +214,36 @@ def test_rgba_grayscale_and_16bit_frames_are_accepted(pipe: ReLumixPipeline) -> 
     b = pipe.relight(rgb, ref, 0, settings(), seed=0)
     assert torch.equal(a, b)  # alpha is dropped
     assert pipe.relight(gray, ref, 0, settings(), seed=0).shape == (3, SIZE, SIZE, 3)
+
+
+def test_steps_default_to_the_models_own() -> None:
+    """A run that does not choose its steps takes the model's (25 for ReLumix); old configs read 25."""
+    import json
+
+    from relumix_core.model import ReLumixConfig
+
+    model = random_tiny_model(0)
+    assert RelightSettings().resolved(model).num_steps == 25
+    model.config.default_steps = 4
+    assert RelightSettings().resolved(model).num_steps == 4
+    assert RelightSettings(num_steps=7).resolved(model).num_steps == 7
+    data = json.loads(model.config.to_json())
+    assert ReLumixConfig.from_json(json.dumps(data)).default_steps == 4
+    del data["default_steps"]
+    assert ReLumixConfig.from_json(json.dumps(data)).default_steps == 25
+    for bad in (0, 2.5, True):
+        data["default_steps"] = bad
+        with pytest.raises(ValueError, match="default_steps"):
+            ReLumixConfig.from_json(json.dumps(data))
+    with pytest.raises(ReLumixError, match="steps must be at least 1"):
+        RelightSettings(num_steps=0).check()
+
+
+def test_default_steps_set_the_progress_total() -> None:
+    model = random_tiny_model(0)
+    model.config.default_steps = 3
+    pipe = ReLumixPipeline(model)
+    seen: list[tuple[int, int]] = []
+    pipe.relight(clip(3), clip(1)[0], 0, RelightSettings(size=SIZE, window=3, overlap=1),
+                 seed=0, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (3, 3)  # 3 steps x 1 window
