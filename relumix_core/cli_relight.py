@@ -57,7 +57,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
-    parser.add_argument("--strategy", choices=("anchor", "chain"), default="anchor",
+    parser.add_argument("--strategy", choices=("anchor", "chain"), default="chain",
                         help="long videos: every window sees the reference (anchor) or the last relit frame (chain)")
     parser.add_argument("--min-guidance", type=float, default=1.0, help="guidance at the first frame (default 1.0)")
     parser.add_argument("--max-guidance", type=float, default=1.5, help="guidance at the last frame (default 1.5)")

@@ -68,7 +68,7 @@ class RelightSettings:
     window: int | None = None
     #: Frames shared by consecutive windows; ``None`` means a third of the window.
     overlap: int | None = None
-    strategy: Strategy = "anchor"
+    strategy: Strategy = "chain"
     #: Processing size: about ``size`` x ``size`` pixels at the input's aspect, an explicit (height, width),
     #: ``None`` to process at the input size (sides must then be multiples of the VAE factor), or ``"trained"``: the
     #: model's training size (512 for ReLumix, 64 for relumix-tiny).

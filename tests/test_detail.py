@@ -105,7 +105,8 @@ def test_the_pipeline_applies_it_at_the_output_size_after_decoding() -> None:
 def test_crop_framing_takes_the_texture_from_the_cropped_region() -> None:
     pipe = ReLumixPipeline(random_tiny_model(0))
     video = textured(frames=2, size=64)[..., :48]  # 64 x 48 input, cropped to a square
-    settings = RelightSettings(num_steps=1, size=(32, 32), fit="crop", window=2, overlap=0, detail_sigma=0.5)
+    settings = RelightSettings(num_steps=1, size=(32, 32), fit="crop", window=2, overlap=0, strategy="anchor",
+                                detail_sigma=0.5)
     cond = pipe.encode(video, video[0], 0, settings, torch.Generator().manual_seed(0))
     top, left, h, w = cond.framing.crop_box  # type: ignore[misc]
     assert torch.equal(cond.source, video[..., top : top + h, left : left + w])

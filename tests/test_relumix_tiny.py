@@ -23,7 +23,7 @@ MAX_BYTES = 25 * 2**20
 
 pytestmark = pytest.mark.skipif(
     not WEIGHTS.is_file(),
-    reason=f"relumix-tiny is not committed yet ({WEIGHTS}): it is still training (issue 6); these tests run once it is",
+    reason=f"the relumix-tiny weights are missing ({WEIGHTS}); reinstall or see the model card to train them",
 )
 
 
