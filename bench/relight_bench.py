@@ -33,8 +33,9 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from relumix_core.model import ReLumixConfig, ReLumixModel
-    from relumix_core.pipeline import RelightSettings, ReLumixPipeline
+    from relumix_core.models.relumix import ReLumixConfig, ReLumixModel
+    from relumix_core.pipeline.pipeline import ReLumixPipeline
+    from relumix_core.pipeline.settings import RelightSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -65,7 +66,7 @@ class Case:
     note: str = ""
 
     def settings(self, steps: int) -> RelightSettings:
-        from relumix_core.pipeline import RelightSettings
+        from relumix_core.pipeline.settings import RelightSettings
 
         return RelightSettings(
             num_steps=steps,
@@ -297,8 +298,8 @@ def builtin_full_config() -> ReLumixConfig:
 
     Used when the manifest is not at hand (e.g. a bare GPU machine); ``--dry-run`` checks it against the manifest.
     """
-    from relumix_core.components import config_from_dict
-    from relumix_core.model import ReLumixConfig
+    from relumix_core.checkpoints.components import config_from_dict
+    from relumix_core.models.relumix import ReLumixConfig
 
     vae = dict(ch=128, block_out_channels=[128, 256, 512, 512], num_res_blocks=2, z_channels=4, attn_levels=[],
                in_channels=3, out_channels=3, norm_num_groups=32, video_kernel_size=[3, 1, 1])
@@ -317,8 +318,8 @@ def builtin_full_config() -> ReLumixConfig:
 
 def manifest_config(manifest: Path) -> tuple[ReLumixConfig, dict[str, int]]:
     """Config inferred by the real loader from the manifest's shapes (on meta), and the manifest's own counts."""
-    from relumix_core.loading import LoadOptions, load_official
-    from relumix_core.tensor_source import DictSource
+    from relumix_core.checkpoints.loading import LoadOptions, load_official
+    from relumix_core.checkpoints.tensor_source import DictSource
 
     data = json.loads(manifest.read_text())
     tensors = {e["name"]: torch.empty(e["shape"], device="meta") for e in data["keys"]}
@@ -351,8 +352,8 @@ def share_identical_copies(config: ReLumixConfig) -> ReLumixConfig:
 
 def build_on_meta(config: ReLumixConfig) -> ReLumixModel:
     """Every component built on the meta device (no memory), linked as ``config.shared`` says."""
-    from relumix_core.components import COMPONENTS
-    from relumix_core.model import ReLumixModel
+    from relumix_core.checkpoints.components import COMPONENTS
+    from relumix_core.models.relumix import ReLumixModel
 
     modules: dict[str, nn.Module] = {}
     with torch.device("meta"):
@@ -367,7 +368,7 @@ def materialise_random_(model: ReLumixModel, device: torch.device, dtype: torch.
     Fan-in scaled normal weights, zero biases, unit norms and gates keep float16 activations in range; the values
     are otherwise meaningless. Buffers that already hold data (CLIP ``position_ids``) survive ``to_empty``.
     """
-    from relumix_core.convert.vae import first_stage_extra_tensors
+    from relumix_core.checkpoints.convert.vae import first_stage_extra_tensors
     from relumix_core.models.gated_attention import GatedAttnProcessor
 
     kept = {name: buf.clone() for name, buf in model.named_buffers() if not buf.is_meta}
@@ -403,12 +404,12 @@ def materialise_random_(model: ReLumixModel, device: torch.device, dtype: torch.
 
 def full_model_spec(arch: str, manifest: Path | None, share: bool) -> tuple[ReLumixConfig, dict[str, Any]]:
     """The config to build for ``arch`` ("full" or "tiny", the latter to check this code path quickly on a CPU)."""
-    from relumix_core.tiny import tiny_config
+    from relumix_core.models.tiny import tiny_config
 
     info: dict[str, Any] = {"arch": arch, "weights": "random (fan-in normal), no checkpoint read"}
     if arch == "tiny":
         config = tiny_config()
-        info["config_source"] = "relumix_core.tiny.tiny_config()"
+        info["config_source"] = "relumix_core.models.tiny.tiny_config()"
         return config, info
     if manifest is not None and manifest.is_file():
         config, expected = manifest_config(manifest)
@@ -499,8 +500,8 @@ def git_info() -> dict[str, Any]:
 
 def worker(case_name: str, steps: int, warmup_steps: int, size: int | None) -> None:
     """Body of a tiny-cpu subprocess: one case in a fresh process, result as one JSON line on stdout."""
-    from relumix_core.pipeline import ReLumixPipeline
-    from relumix_core.tiny import random_tiny_model
+    from relumix_core.models.tiny import random_tiny_model
+    from relumix_core.pipeline.pipeline import ReLumixPipeline
 
     (case,) = select_cases("tiny-cpu", case_name, size)
     device = torch.device("cpu")
@@ -516,7 +517,7 @@ def run_tiny_suite(args: argparse.Namespace) -> dict[str, Any]:
     cases = select_cases("tiny-cpu", args.cases, args.size)
     steps, warmup = args.steps, args.warmup_steps
     if args.dry_run:
-        from relumix_core.tiny import random_tiny_model
+        from relumix_core.models.tiny import random_tiny_model
 
         counts = param_counts(random_tiny_model(0))
         print(f"tiny-cpu: {len(cases)} cases, {steps} steps, tiny model parameters {counts}")
@@ -551,7 +552,7 @@ def pick_device(requested: str | None) -> torch.device | None:
 
 def run_full_suite(args: argparse.Namespace) -> dict[str, Any]:
     """The full-size architecture with random weights on one GPU (or, with ``--device``, wherever asked)."""
-    from relumix_core.pipeline import ReLumixPipeline
+    from relumix_core.pipeline.pipeline import ReLumixPipeline
 
     manifest = Path(args.manifest) if args.manifest else DEFAULT_MANIFEST
     config, info = full_model_spec(args.arch, manifest, share=not args.no_share)

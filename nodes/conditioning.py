@@ -72,7 +72,7 @@ class EmbeddingFuse:
         cond_aug: float,
         seed: int,
     ) -> tuple[Any]:
-        from relumix_core.pipeline import RelightSettings
+        from relumix_core.pipeline.settings import RelightSettings
 
         settings = RelightSettings(
             fps_id=fps_id, cond_aug=cond_aug, reference_range=model.reference_range,  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 class ReLumixHandle:
     """What flows along a RELUMIX_MODEL link: the pipeline and the options it was loaded with."""
 
-    pipeline: Any  # relumix_core.pipeline.ReLumixPipeline
+    pipeline: Any  # relumix_core.pipeline.pipeline.ReLumixPipeline
     name: str
     dtype: torch.dtype
     offload: bool
@@ -64,8 +64,8 @@ class LoadReLumixModel:
         }
 
     def load(self, checkpoint: str, precision: str, offload: str, reference_range: str) -> tuple[ReLumixHandle]:
-        from relumix_core.loading import load_relumix
-        from relumix_core.pipeline import ReLumixPipeline
+        from relumix_core.checkpoints.loading import load_relumix
+        from relumix_core.pipeline.pipeline import ReLumixPipeline
 
         path = services.resolve_checkpoint(checkpoint)
         device = services.torch_device()

@@ -43,8 +43,8 @@ class ReferenceReplace:
         self, frames: torch.Tensor, reference: torch.Tensor, reference_index: int, fit: str
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         from relumix_core.errors import ReLumixError
-        from relumix_core.frames import as_frames, as_image
-        from relumix_core.resolution import conform_reference
+        from relumix_core.media.frames import as_frames, as_image
+        from relumix_core.media.resolution import conform_reference
 
         video = as_frames(frames, "frames")
         count, _, height, width = video.shape

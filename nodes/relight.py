@@ -13,7 +13,7 @@ from .reference import to_comfy_images
 
 
 class ReLumixSimpleRelight:
-    """A small built-in image relighter (relumix_core.relighter): good enough to try the pack end to end."""
+    """A small built-in image relighter (relumix_core.media.relighter): good enough to try the pack end to end."""
 
     CATEGORY = "ReLumix"
     RETURN_TYPES = ("IMAGE",)
@@ -26,7 +26,7 @@ class ReLumixSimpleRelight:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        from relumix_core.relighter import Light
+        from relumix_core.media.relighter import Light
 
         d = Light()
         return {
@@ -52,8 +52,8 @@ class ReLumixSimpleRelight:
         self, image: torch.Tensor, azimuth: float, elevation: float, light_color: str, ambient_color: str,
         intensity: float, relief: float, falloff: float, exposure: float, contrast: float,
     ) -> tuple[torch.Tensor]:
-        from relumix_core.frames import as_frames
-        from relumix_core.relighter import Light, parse_hex_color, relight_image
+        from relumix_core.media.frames import as_frames
+        from relumix_core.media.relighter import Light, parse_hex_color, relight_image
 
         light = Light(
             azimuth=azimuth, elevation=elevation, color=parse_hex_color(light_color),

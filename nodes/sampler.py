@@ -72,8 +72,8 @@ class ReLumixSampler:
         batch_branches: bool,
         detail: float = -1.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from relumix_core.pipeline import RelightSettings
-        from relumix_core.progress import Interrupted
+        from relumix_core.pipeline.progress import Interrupted
+        from relumix_core.pipeline.settings import RelightSettings
 
         settings = RelightSettings(
             num_steps=steps or None, min_guidance=min_guidance, max_guidance=max_guidance, window=window or None,

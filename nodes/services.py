@@ -33,7 +33,7 @@ def folder_paths() -> Any | None:
 
 def _bundled_dir() -> str:
     """The folder of relumix-tiny, the demonstration model that ships with the pack (listed last)."""
-    from relumix_core.bundled import BUNDLED_DIR
+    from relumix_core.checkpoints.bundled import BUNDLED_DIR
 
     return str(BUNDLED_DIR)
 

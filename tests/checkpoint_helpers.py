@@ -18,7 +18,7 @@ import torch
 from conftest import OFFICIAL_FIXTURES
 from safetensors.torch import save_file
 
-from relumix_core.model import ReLumixModel
+from relumix_core.models.relumix import ReLumixModel
 
 #: Head widths of the tiny official engine (not stored in official checkpoints).
 TINY_OFFICIAL_OPTIONS = {"num_head_channels": 16, "clip_head_width": 16}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from relumix_core.video_io import read_image, read_video, write_video
+from relumix_core.media.video_io import read_image, read_video, write_video
 
 #: Definitions recorded from a real server's /object_info: core nodes and the third-party packs our workflows use.
 CORE_DEFS = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relumix_core import bundled
+from relumix_core.checkpoints import bundled
 from relumix_core.errors import CheckpointError
 
 

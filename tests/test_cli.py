@@ -16,9 +16,9 @@ from checkpoint_helpers import (
     write_state,
 )
 
-from relumix_core.cli import main
-from relumix_core.loading import load_relumix
-from relumix_core.tiny import random_tiny_model
+from relumix_core.checkpoints.loading import load_relumix
+from relumix_core.cli.main import main
+from relumix_core.models.tiny import random_tiny_model
 
 TINY_HEADS = ["--head-channels", "16", "--clip-head-width", "16"]
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,8 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_help_is_fast_and_imports_no_torch() -> None:
-    code = "import sys; from relumix_core.cli import main; rc = main(['--help']); print(rc, 'torch' in sys.modules)"
+    code = ("import sys; from relumix_core.cli.main import main; rc = main(['--help']); "
+            "print(rc, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("0 False")
@@ -149,12 +150,12 @@ def test_bad_checkpoints_give_one_line(kind: str, tmp_path: Path, capsys: pytest
 
 
 def test_ctrl_c_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import relumix_core.tiny
+    import relumix_core.models.tiny
 
     def interrupted(seed: int = 0) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(relumix_core.tiny, "random_tiny_model", interrupted)
+    monkeypatch.setattr(relumix_core.models.tiny, "random_tiny_model", interrupted)
     out = tmp_path / "t.safetensors"
     assert main(["init-tiny", str(out)]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
@@ -162,14 +163,14 @@ def test_ctrl_c_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
 
 
 def test_demo_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "relumix_core.demo", None)  # as if demo.py did not exist
+    monkeypatch.setitem(sys.modules, "relumix_core.cli.demo", None)  # as if demo.py did not exist
     assert main(["demo", "--frames", "4"]) == 2
-    assert "relumix_core.demo is missing" in _error_line(capsys)
+    assert "relumix_core.cli.demo is missing" in _error_line(capsys)
 
 
 def test_demo_is_wired_lazily(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen = {}
-    fake = types.ModuleType("relumix_core.demo")
+    fake = types.ModuleType("relumix_core.cli.demo")
     fake.__doc__ = "Fake demo."
 
     def add_demo_arguments(parser) -> None:
@@ -182,7 +183,7 @@ def test_demo_is_wired_lazily(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 
     fake.add_demo_arguments = add_demo_arguments
     fake.run_demo = run_demo
-    monkeypatch.setitem(sys.modules, "relumix_core.demo", fake)
+    monkeypatch.setitem(sys.modules, "relumix_core.cli.demo", fake)
 
     assert main(["demo", "clip.mp4", "--frames", "4"]) == 0
     assert seen["args"].video == "clip.mp4" and seen["args"].frames == 4

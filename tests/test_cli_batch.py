@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from relumix_core.batch_jobs import Job, load_jobs, parse_job_list, split_jobs
-from relumix_core.cli import main as relumix_main
-from relumix_core.cli_batch import main
+from relumix_core.cli.batch import main
+from relumix_core.cli.batch_jobs import Job, load_jobs, parse_job_list, split_jobs
+from relumix_core.cli.main import main as relumix_main
 from relumix_core.errors import ReLumixError
-from relumix_core.video_io import read_video, write_video
+from relumix_core.media.video_io import read_video, write_video
 
 FRAMES = 6
 SIZE = 64
@@ -127,7 +127,7 @@ def test_malformed_lines_and_headers(tmp_path: Path) -> None:
 
 def test_every_bad_line_is_reported_at_once_before_loading(workdir: Path, capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from relumix_core import loading
+    from relumix_core.checkpoints import loading
 
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model must not load when the list is bad")
@@ -232,7 +232,7 @@ def test_a_failing_job_does_not_stop_the_others(workdir: Path, capsys: pytest.Ca
 
 
 def test_interrupt_exits_130_and_leaves_no_partial_file(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from relumix_core import pipeline
+    from relumix_core.pipeline import pipeline
 
     def stop(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -267,7 +267,7 @@ def test_two_processes_with_accelerate_launch_match_one_process(workdir: Path) -
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
-        "-m", "relumix_core.cli_batch", str(two), "-c", str(workdir / "tiny.safetensors"), "--steps", "2",
+        "-m", "relumix_core.cli.batch", str(two), "-c", str(workdir / "tiny.safetensors"), "--steps", "2",
         "--size", str(SIZE), "--device", "cpu",
     ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}

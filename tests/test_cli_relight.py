@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from relumix_core.cli import main
-from relumix_core.video_io import read_video, write_video
+from relumix_core.cli.main import main
+from relumix_core.media.video_io import read_video, write_video
 
 FRAMES = 8  # the tiny model's trained length, hence its default window
 
@@ -87,7 +87,7 @@ def test_unreadable_video(workdir: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_interrupt_leaves_no_output(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from relumix_core import pipeline
+    from relumix_core.pipeline import pipeline
 
     def stop(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -100,7 +100,7 @@ def test_interrupt_leaves_no_output(workdir: Path, monkeypatch: pytest.MonkeyPat
 
 def _peak_rss_mib(workdir: Path, video: str, out: str) -> float:
     script = (
-        "import resource, sys; from relumix_core.cli import main; "
+        "import resource, sys; from relumix_core.cli.main import main; "
         f"rc = main({_args(workdir, video, out)!r}); "
         "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)"
     )

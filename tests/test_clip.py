@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from relumix_core.convert.clip import (
+from relumix_core.checkpoints.convert.clip import (
     clip_target_shapes,
     convert_clip_key,
     convert_clip_state_dict,

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from relumix_core.dataset import PairedVideoDataset, natural_key
+from relumix_core.data.dataset import PairedVideoDataset, natural_key
+from relumix_core.data.synth import write_dataset
 from relumix_core.errors import ReLumixError
-from relumix_core.synth import write_dataset
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from relumix_core.cli import main
-from relumix_core.demo import CLIP_FRAMES, OUTPUTS, PHOTO_SIZE, panned_photo, synthetic_clip
+from relumix_core.cli.demo import CLIP_FRAMES, OUTPUTS, PHOTO_SIZE, panned_photo, synthetic_clip
+from relumix_core.cli.main import main
 from relumix_core.evaluation import BASELINES
-from relumix_core.video_io import read_video
+from relumix_core.media.video_io import read_video
 
 
 def test_bundled_clips() -> None:

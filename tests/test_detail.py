@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from relumix_core.detail import DETAIL_EPS, gaussian_blur, transfer_detail
 from relumix_core.errors import ReLumixError
-from relumix_core.model import ReLumixConfig
-from relumix_core.pipeline import RelightSettings, ReLumixPipeline
-from relumix_core.tiny import random_tiny_model
+from relumix_core.media.detail import DETAIL_EPS, gaussian_blur, transfer_detail
+from relumix_core.models.relumix import ReLumixConfig
+from relumix_core.models.tiny import random_tiny_model
+from relumix_core.pipeline.pipeline import ReLumixPipeline
+from relumix_core.pipeline.settings import RelightSettings
 
 
 def textured(frames: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from relumix_core.cli import _run
-from relumix_core.cli_eval import add_eval_arguments, run_eval
+from relumix_core.cli.eval import add_eval_arguments, run_eval
+from relumix_core.cli.main import _run
+from relumix_core.data.synth import write_dataset
 from relumix_core.errors import ReLumixError
 from relumix_core.evaluation import (
     BASELINES,
@@ -40,7 +41,6 @@ from relumix_core.evaluation import (
 )
 from relumix_core.evaluation.baselines import lab_to_rgb, rgb_to_lab
 from relumix_core.evaluation.plots import FONT_SIZE, PLOT_SIZE
-from relumix_core.synth import write_dataset
 
 METRIC_NAMES = ("psnr", "ssim", "temporal_error", "temporal_ssim", "temporal_lpips")
 
@@ -341,8 +341,8 @@ def eval_main(*argv: str) -> int:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from relumix_core.single_file import save_single_file
-    from relumix_core.tiny import random_tiny_model
+    from relumix_core.checkpoints.single_file import save_single_file
+    from relumix_core.models.tiny import random_tiny_model
 
     return save_single_file(random_tiny_model(0), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
@@ -377,8 +377,8 @@ def test_eval_with_model_writes_every_metric(data_root: Path, checkpoint: Path, 
 
 def test_oracle_scores_the_ground_truth_through_the_vae(data_root: Path, checkpoint: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from relumix_core.checkpoints.loading import load_relumix
     from relumix_core.evaluation import first_stage_oracle
-    from relumix_core.loading import load_relumix
 
     model, _ = load_relumix(checkpoint)
     clip = load_test_clips(data_root, 4, max_clips=1)[0]

@@ -1,4 +1,4 @@
-"""relumix_core.frames: every accepted input form, dtype scaling, channel rules, and every refusal's message."""
+"""relumix_core.media.frames: every accepted input form, dtype scaling, channel rules, and every refusal's message."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from relumix_core.errors import ReLumixError
-from relumix_core.frames import InputError, as_frames, as_image, to_numpy_uint8, to_pil
+from relumix_core.media.frames import InputError, as_frames, as_image, to_numpy_uint8, to_pil
 
 
 def _clip(t: int = 3, h: int = 6, w: int = 5, seed: int = 0) -> torch.Tensor:

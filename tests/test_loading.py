@@ -29,16 +29,16 @@ from diffusers.models.attention_processor import Attention
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import relumix_core.single_file as single_file
-from relumix_core.components import COMPONENTS
+import relumix_core.checkpoints.single_file as single_file
+from relumix_core.checkpoints.components import COMPONENTS
+from relumix_core.checkpoints.loading import LoadOptions, load_official, load_relumix
+from relumix_core.checkpoints.single_file import convert_checkpoint, save_folder, save_single_file
+from relumix_core.checkpoints.svd_init import init_from_sgm_state
+from relumix_core.checkpoints.tensor_source import DictSource
 from relumix_core.errors import CheckpointError
-from relumix_core.loading import LoadOptions, load_official, load_relumix
-from relumix_core.model import ReLumixConfig, ReLumixModel
 from relumix_core.models.gated_attention import GatedAttnProcessor
-from relumix_core.single_file import convert_checkpoint, save_folder, save_single_file
-from relumix_core.svd_init import init_from_sgm_state
-from relumix_core.tensor_source import DictSource
-from relumix_core.tiny import random_tiny_model, tiny_config
+from relumix_core.models.relumix import ReLumixConfig, ReLumixModel
+from relumix_core.models.tiny import random_tiny_model, tiny_config
 
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 
@@ -642,7 +642,7 @@ def test_failed_load_leaves_nothing(tmp_path: Path) -> None:
 def test_existing_destination_is_kept(tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dst = tmp_path / "existing.safetensors"
     dst.write_bytes(b"precious")
-    import relumix_core.loading as loading
+    import relumix_core.checkpoints.loading as loading
 
     real_load = loading.load_relumix
 

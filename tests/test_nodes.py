@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from relumix_core.cli import main
+from relumix_core.cli.main import main
 from relumix_core.errors import ReLumixError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_every_node_declares_the_classic_api(nodes: dict[str, type]) -> None:
         assert cls.CATEGORY == "ReLumix"
         assert callable(getattr(cls(), cls.FUNCTION))
         assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
-    from relumix_core.bundled import BUNDLED_DIR, TINY_FILE
+    from relumix_core.checkpoints.bundled import BUNDLED_DIR, TINY_FILE
 
     bundled = [TINY_FILE] if (BUNDLED_DIR / TINY_FILE).is_file() else []  # the shipped model is listed after ours
     listed = nodes["LoadReLumixModel"].INPUT_TYPES()["required"]["checkpoint"][0]

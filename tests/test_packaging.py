@@ -49,7 +49,7 @@ def test_project_metadata() -> None:
     assert re.fullmatch(r"[A-Za-z](?:[A-Za-z0-9]|[-_.](?=[A-Za-z0-9]))*", project["name"])
     assert len(project["name"]) < 100
     assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"]), "the registry wants X.Y.Z versions"
-    assert project["scripts"]["relumix"] == "relumix_core.cli:main"
+    assert project["scripts"]["relumix"] == "relumix_core.cli.main:main"
     assert project["urls"]["Repository"].startswith("https://")
     assert (REPO / "LICENSE").is_file()
 

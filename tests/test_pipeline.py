@@ -8,10 +8,12 @@ import torch
 from PIL import Image
 
 from relumix_core.errors import ReLumixError
-from relumix_core.frames import InputError
-from relumix_core.pipeline import RelightSettings, ReLumixPipeline, split_directions
-from relumix_core.progress import Interrupted
-from relumix_core.tiny import random_tiny_model
+from relumix_core.media.frames import InputError
+from relumix_core.models.tiny import random_tiny_model
+from relumix_core.pipeline.conditioning import split_directions
+from relumix_core.pipeline.pipeline import ReLumixPipeline
+from relumix_core.pipeline.progress import Interrupted
+from relumix_core.pipeline.settings import RelightSettings
 
 SIZE = 64
 
@@ -220,7 +222,7 @@ def test_steps_default_to_the_models_own() -> None:
     """A run that does not choose its steps takes the model's (25 for ReLumix); old configs read 25."""
     import json
 
-    from relumix_core.model import ReLumixConfig
+    from relumix_core.models.relumix import ReLumixConfig
 
     model = random_tiny_model(0)
     assert RelightSettings().resolved(model).num_steps == 25

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from relumix_core import bundled
-from relumix_core.cli import main
-from relumix_core.video_io import read_video, write_video
+from relumix_core.checkpoints import bundled
+from relumix_core.cli.main import main
+from relumix_core.media.video_io import read_video, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO.parent / "shared" / "tools" / "comfy_harness.py"

@@ -1,4 +1,4 @@
-"""The built-in image relighter (relumix_core.relighter) and its ComfyUI node."""
+"""The built-in image relighter (relumix_core.media.relighter) and its ComfyUI node."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from test_nodes import load_pack
 
 from relumix_core.errors import ReLumixError
-from relumix_core.relighter import PRESETS, Light, parse_hex_color, relight_image
+from relumix_core.media.relighter import PRESETS, Light, parse_hex_color, relight_image
 
 
 def picture(h: int = 40, w: int = 56) -> torch.Tensor:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from relumix_core import bundled
-from relumix_core.cli import main
-from relumix_core.loading import load_relumix
-from relumix_core.tiny import relumix_tiny_config
+from relumix_core.checkpoints import bundled
+from relumix_core.checkpoints.loading import load_relumix
+from relumix_core.cli.main import main
+from relumix_core.models.tiny import relumix_tiny_config
 
 WEIGHTS = bundled.BUNDLED_DIR / bundled.TINY_FILE
 MAX_BYTES = 25 * 2**20

@@ -1,4 +1,4 @@
-"""relumix_core.resolution: processing sizes, framings (resize/crop/pad) and their round trips, references."""
+"""relumix_core.media.resolution: processing sizes, framings (resize/crop/pad) and their round trips, references."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from relumix_core.frames import InputError
-from relumix_core.resolution import (
+from relumix_core.media.frames import InputError
+from relumix_core.media.resolution import (
     AREA_SLACK,
     FIT_MODES,
     Framing,

@@ -17,16 +17,16 @@ from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionM
 from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from relumix_core.convert.clip import convert_clip_state_dict
-from relumix_core.convert.unet import RESNET_RENAMES, TOP_LEVEL_RENAMES, UNetKeyMapper, sgm_block_map
-from relumix_core.convert.vae import convert_first_stage, convert_latent_encoder, sgm_vae_shapes
+from relumix_core.checkpoints.convert.clip import convert_clip_state_dict
+from relumix_core.checkpoints.convert.unet import RESNET_RENAMES, TOP_LEVEL_RENAMES, UNetKeyMapper, sgm_block_map
+from relumix_core.checkpoints.convert.vae import convert_first_stage, convert_latent_encoder, sgm_vae_shapes
+from relumix_core.checkpoints.loading import load_relumix
+from relumix_core.checkpoints.single_file import save_folder, save_single_file
+from relumix_core.checkpoints.svd_init import NEW_WEIGHT_STD, init_from_sgm_state, init_from_svd
+from relumix_core.checkpoints.tensor_source import DictSource
 from relumix_core.errors import CheckpointError
-from relumix_core.loading import load_relumix
 from relumix_core.models.unet import UNetConfig, attention_module_names, build_unet
 from relumix_core.models.vae import VAEConfig
-from relumix_core.single_file import save_folder, save_single_file
-from relumix_core.svd_init import NEW_WEIGHT_STD, init_from_sgm_state, init_from_svd
-from relumix_core.tensor_source import DictSource
 
 _BASE = UNetConfig(
     in_channels=8,

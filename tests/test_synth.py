@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relumix_core.cli import main
+from relumix_core.cli.main import main
+from relumix_core.data.light import sample_light, shade, shadow_mask
+from relumix_core.data.synth import make_scene, render_light, render_scene, scene_geometry, write_dataset
 from relumix_core.errors import ReLumixError
-from relumix_core.synth import make_scene, render_light, render_scene, scene_geometry, write_dataset
-from relumix_core.synth_light import sample_light, shade, shadow_mask
 
 SMALL = {"lights": 2, "frames": 3, "size": 16}
 

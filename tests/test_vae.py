@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from relumix_core.convert.vae import (
+from relumix_core.checkpoints.convert.vae import (
     convert_first_stage_key,
     convert_latent_encoder,
     convert_latent_encoder_key,

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from relumix_core import video_io
 from relumix_core.errors import ReLumixError
-from relumix_core.video_io import (
+from relumix_core.media import video_io
+from relumix_core.media.video_io import (
     DEFAULT_FPS,
     SUPPORTED_VIDEO_SUFFIXES,
     VideoError,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from relumix_core.errors import ReLumixError
-from relumix_core.windows import (
-    WindowedDenoiser,
+from relumix_core.pipeline.sampling import sample_windows
+from relumix_core.pipeline.windows import (
     blend_sequence,
     check_window_options,
     plan_windows,
@@ -96,7 +96,7 @@ def test_blending_crossfades_disagreeing_windows() -> None:
     assert 0 < joined[plan[1][1]] < 1
 
 
-def test_windowed_denoiser_gives_each_window_its_rows_and_blends() -> None:
+def test_sampling_loop_gives_each_window_its_rows_and_blends() -> None:
     plan = plan_windows(20, 6, 2, "anchor")
     seen: list[torch.Tensor] = []
 
@@ -108,17 +108,18 @@ def test_windowed_denoiser_gives_each_window_its_rows_and_blends() -> None:
         return denoise
 
     ticks: list[int] = []
-    denoiser = WindowedDenoiser(plan, [make(i) for i in range(len(plan))], lambda: ticks.append(1))
-    x = torch.arange(20, dtype=torch.float64).reshape(20, 1, 1, 1).expand(20, 2, 2, 2).contiguous()
-    out = denoiser(x, torch.full((20,), 0.5, dtype=torch.float64))
-    torch.testing.assert_close(out, x * 2 + 0.5)  # every window agrees, so blending changes nothing
-    assert [s.tolist() for s in seen] == [[float(i) for i in p] for p in plan]
+    noise = torch.arange(20, dtype=torch.float64).reshape(20, 1, 1, 1).expand(20, 2, 2, 2).contiguous()
+    sigmas = torch.tensor([0.5, 0.0], dtype=torch.float64)  # one Euler step from sigma 0.5 to 0
+    x = noise * (1 + 0.5**2) ** 0.5
+    out = sample_windows([make(i) for i in range(len(plan))], plan, noise, sigmas, lambda: ticks.append(1))
+    torch.testing.assert_close(out, x * 2 + 0.5)  # every window agrees, so blending changes nothing; sigma 0: x0
+    assert [s.tolist() for s in seen] == [x[p, 0, 0, 0].tolist() for p in plan]
     assert len(ticks) == len(plan)
 
 
 def test_seam_steps_follow_the_window_plan() -> None:
-    from relumix_core.pipeline import split_directions
-    from relumix_core.windows import seam_positions, seam_transitions
+    from relumix_core.pipeline.conditioning import split_directions
+    from relumix_core.pipeline.windows import seam_positions, seam_transitions
 
     assert seam_positions([[0, 1, 2, 3]]) == []
     # chain, window 4, overlap 1: windows 0-3, 3-6 -> steps into, within and out of the shared frame 3

@@ -12,8 +12,8 @@ from comfy_graph import PromptError, check_input_types, core_definition, definit
 from PIL import Image
 from test_nodes import load_pack
 
-from relumix_core.cli import main
-from relumix_core.video_io import read_video, write_video
+from relumix_core.cli.main import main
+from relumix_core.media.video_io import read_video, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 API = sorted((REPO / "workflows" / "api").glob("*.json"))

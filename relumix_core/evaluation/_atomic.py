@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..single_file import atomic_path
+from ..checkpoints.single_file import atomic_path
 
 
 def write_text(target: Path, text: str) -> Path:

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..dataset import SceneIndex, _parse_size, index_scenes
+from ..data.dataset import SceneIndex, _parse_size, index_scenes
 from ..errors import ReLumixError
-from ..progress import ProgressFn
+from ..pipeline.progress import ProgressFn
 from ._atomic import write_text
 from .baselines import BASELINES
 from .metrics import METRICS, clip_metrics, lpips_status, temporal_lpips, temporal_ssim
@@ -186,8 +186,8 @@ def relumix_method(pipeline: Any, settings: Any, seed: int | None = 0,
 
 def window_seams(window: int, overlap: int, strategy: str) -> Callable[[EvalClip], list[int]]:
     """The seam steps of a clip under these window options, as the pipeline splits and windows it."""
-    from ..pipeline import split_directions
-    from ..windows import seam_transitions
+    from ..pipeline.conditioning import split_directions
+    from ..pipeline.windows import seam_transitions
 
     def seams(clip: EvalClip) -> list[int]:
         directions = split_directions(int(clip.source.shape[0]), clip.reference_index)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from transformers import CLIPVisionModelWithProjection
 
-from relumix_core.convert.clip import convert_clip_state_dict, infer_clip_config
+from relumix_core.checkpoints.convert.clip import convert_clip_state_dict, infer_clip_config
 from relumix_core.models.clip import build_image_encoder, embed_images, preprocess_for_clip
 from relumix_core.parity.common import Fixture, ParityResult, compare
 

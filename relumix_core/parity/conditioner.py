@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..conditioning import ConditioningInputs, encode_conditioning, make_inputs
+from ..pipeline.conditioning import ConditioningInputs, encode_conditioning, make_inputs
 from .common import Fixture, ParityResult, compare
 from .engine import load_fixture_engine
 

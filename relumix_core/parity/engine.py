@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..loading import LoadOptions, load_official
-from ..model import ReLumixModel
-from ..tensor_source import DictSource
+from ..checkpoints.loading import LoadOptions, load_official
+from ..checkpoints.tensor_source import DictSource
+from ..models.relumix import ReLumixModel
 from .common import Fixture
 
 WEIGHT_FILES = ("unet_tiny.safetensors", "vae_tiny.safetensors", "clip_tiny.safetensors")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from ..checkpoints.loading import LoadOptions, load_official
+from ..checkpoints.tensor_source import DictSource
 from ..errors import CheckpointError
-from ..loading import LoadOptions, load_official
-from ..tensor_source import DictSource
 from .common import Fixture, ParityResult
 
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..conditioning import ConditioningInputs, encode_conditioning, make_inputs
-from ..denoiser import Conditioning
-from ..pipeline import RelightSettings, ReLumixPipeline
-from ..sampling import edm_sigmas, sample_euler_edm
+from ..pipeline.conditioning import Conditioning, ConditioningInputs, encode_conditioning, make_inputs
+from ..pipeline.pipeline import ReLumixPipeline
+from ..pipeline.sampling import edm_sigmas, sample_windows
+from ..pipeline.settings import RelightSettings
 from .common import Fixture, ParityResult, compare
 from .conditioner import compare_conditioning
 from .engine import load_fixture_engine
@@ -91,7 +91,11 @@ def _run_through_api(
     conditioning = pipe.encode(rgb01, (t["input.ref_m11"] + 1) / 2, 0, settings, cond_noise=[t["input.cond_aug_noise"]])
     cond, uncond = conditioning.window_conditioning(pipe.model, conditioning.directions[0].embeddings)
     trace: list[dict[str, torch.Tensor]] = []
-    result = pipe.generate(conditioning, settings, latent_noise=[t["input.latent_noise"]], trace=trace)
+    pipe.on_denoise = trace.append
+    try:
+        result = pipe.generate(conditioning, settings, latent_noise=[t["input.latent_noise"]])
+    finally:
+        pipe.on_denoise = None
     return _Run(cond, uncond, trace, result.latents, result.decoded, result.frames)
 
 
@@ -109,10 +113,12 @@ def _run_from_stored_batch(
         cond_aug=settings.cond_aug,
     )
     cond, uncond = encode_conditioning(pipe.model, inputs)
+    trace: list[dict[str, torch.Tensor]] = []
     denoiser = pipe.window_denoiser(cond, uncond, settings)
-    denoiser.trace = []
+    denoiser.on_evaluate = trace.append
     sigmas = edm_sigmas(settings.num_steps, dtype=dtype)
-    latents = sample_euler_edm(denoiser, t["input.latent_noise"].to(dtype), sigmas)
+    noise = t["input.latent_noise"].to(dtype)
+    latents = sample_windows([denoiser], [list(range(noise.shape[0]))], noise, sigmas)
     decoded = pipe.decode(latents, settings)
     video = torch.clamp((decoded + 1.0) / 2.0, 0.0, 1.0)
-    return _Run(cond, uncond, denoiser.trace, latents, decoded, video)
+    return _Run(cond, uncond, trace, latents, decoded, video)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..denoiser import Conditioning, GuidedDenoiser
 from ..models.unet import cast_module
-from ..sampling import edm_sigmas, linear_guidance_scale, sample_euler_edm
+from ..pipeline.conditioning import Conditioning
+from ..pipeline.guidance import GuidedDenoiser, linear_guidance_scale
+from ..pipeline.sampling import edm_sigmas, sample_windows
 from .common import Fixture, ParityResult, compare
 from .unet import load_fixture_unet
 
@@ -36,17 +37,19 @@ def check(fixture: Fixture) -> list[ParityResult]:
         cast_module(unet, dtype)
         sigmas = edm_sigmas(sampler["num_steps"], disc["sigma_min"], disc["sigma_max"], disc["rho"], dtype=dtype)
         scale = linear_guidance_scale(frames, guider["min_scale"], guider["max_scale"], dtype=dtype)
+        trace: list[dict[str, torch.Tensor]] = []
         denoiser = GuidedDenoiser(
-            unet, _conditioning(t, "c", dtype), _conditioning(t, "uc", dtype), frames, scale
+            unet, _conditioning(t, "c", dtype), _conditioning(t, "uc", dtype), frames, scale, on_evaluate=trace.append
         )
-        denoiser.trace = []
         states: list[torch.Tensor] = []
         with torch.no_grad():
-            sample = sample_euler_edm(denoiser, t["noise"].to(dtype), sigmas, lambda _i, _n, x, s=states: s.append(x))
+            noise = t["noise"].to(dtype)  # B videos of T frames: one "window" of all B*T rows
+            sample = sample_windows([denoiser], [list(range(noise.shape[0]))], noise, sigmas,
+                                    on_step=lambda _i, x, s=states: s.append(x))
         results.append(compare(f"{prefix}.sigmas", sigmas, t[f"{prefix}.sigmas"]))
         results.append(compare(f"{prefix}.guider_scale", scale[None], t[f"{prefix}.guider_scale"]))
-        for i, record in enumerate(denoiser.trace):
-            magnitude = max(record["x_in"].abs().max().item(), denoiser.trace[max(i - 1, 0)]["x_in"].abs().max().item())
+        for i, record in enumerate(trace):
+            magnitude = max(record["x_in"].abs().max().item(), trace[max(i - 1, 0)]["x_in"].abs().max().item())
             for name in (*STEP_TENSORS, "x_out"):
                 key = f"{prefix}.step{i}.{name}"
                 if key in t:

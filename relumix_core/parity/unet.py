@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..convert.unet import convert_unet_key, infer_unet_config
+from ..checkpoints.convert.unet import convert_unet_key, infer_unet_config
 from ..models.unet import ReLumixUNet, build_unet, cast_module
 from .common import Fixture, ParityResult, compare
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
 
-from ..convert.vae import infer_vae_config, load_first_stage, load_latent_encoder
+from ..checkpoints.convert.vae import infer_vae_config, load_first_stage, load_latent_encoder
 from ..models.vae import (
     SCALE_FACTOR,
     LatentEncoder,

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..dataset import PairedVideoDataset
+from ..data.dataset import PairedVideoDataset
 from .config import TrainConfig
 
 

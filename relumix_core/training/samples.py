@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model import ReLumixModel
-from ..video_io import write_video
+from ..media.video_io import write_video
+from ..models.relumix import ReLumixModel
 from .config import TrainConfig
 
 
@@ -29,7 +29,8 @@ def sample_frames(model: ReLumixModel, item: dict, config: TrainConfig) -> torch
         device = next(vae.parameters()).device
         mean = encode_first_stage(vae, item["target"].to(device), torch.zeros(1, device=device), 1.0)
         return ((decode_latents(vae, mean, chunk_size=target.shape[0], scale_factor=1.0) + 1) / 2).cpu()
-    from ..pipeline import RelightSettings, ReLumixPipeline
+    from ..pipeline.pipeline import ReLumixPipeline
+    from ..pipeline.settings import RelightSettings
 
     settings = RelightSettings(
         num_steps=config.run.sample_steps, size=None, reference_range=config.diffusion.reference_range,

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..components import COMPONENTS
+from ..checkpoints.components import COMPONENTS
 from ..errors import ReLumixError
-from ..model import ReLumixModel
+from ..models.relumix import ReLumixModel
 from ..models.unet import ablated_unet_config
 from .config import TrainConfig
 
@@ -18,7 +18,7 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
     """Build or load the model of ``config.model`` in float32, with the ablation switches applied."""
     m = config.model
     if m.init == "tiny":
-        from ..tiny import build_untrained, relumix_tiny_config
+        from ..models.tiny import build_untrained, relumix_tiny_config
 
         cfg = relumix_tiny_config(gates=config.ablation.gates, embedding_fusion=config.ablation.embedding_fusion)
         cfg.trained_frames = config.data.num_frames
@@ -28,11 +28,11 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
     if not path.exists():
         raise ReLumixError(f"model.path {path} does not exist (model.init = {m.init!r})")
     if m.init == "svd":
-        from ..svd_init import init_from_svd
+        from ..checkpoints.svd_init import init_from_svd
 
         model, _ = init_from_svd(path, seed=m.seed, dtype=torch.float32)
     else:
-        from ..loading import load_relumix
+        from ..checkpoints.loading import load_relumix
 
         model, _ = load_relumix(path, dtype=torch.float32)
     if m.unet == "new":

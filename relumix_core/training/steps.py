@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..conditioning import (
+from ..models.relumix import ReLumixModel
+from ..models.vae import encode_first_stage, first_stage_moments, posterior_parameters
+from ..pipeline.conditioning import (
     FrameEmbeddings,
     ReferenceEmbeddings,
     assemble_conditioning,
@@ -14,9 +16,7 @@ from ..conditioning import (
     embed_reference,
     reference_for_embedders,
 )
-from ..denoiser import denoise_once
-from ..model import ReLumixModel
-from ..models.vae import encode_first_stage, first_stage_moments, posterior_parameters
+from ..pipeline.guidance import denoise_once
 from .config import TrainConfig
 from .edm import loss_weight, sample_sigmas, weighted_mse
 

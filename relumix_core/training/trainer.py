@@ -66,7 +66,7 @@ def calibrate_scale_factor(model, loader_items: list[dict]) -> float:
 
 
 def export_model(model, config: TrainConfig, path: Path, calibration: list[dict]) -> Path:
-    from ..single_file import save_single_file
+    from ..checkpoints.single_file import save_single_file
 
     if config.stage == "vae" and config.vae.train_encoder:  # a frozen encoder keeps the latents and their scale
         model.config.scale_factor = calibrate_scale_factor(model, calibration)

@@ -1,0 +1,153 @@
+"""``relumix eval``: score ReLumix and simple baselines on paired test clips and write a report folder.
+
+Kept apart from :mod:`relumix_core.cli.main` so that ``relumix --help`` stays instant: torch is imported only when the
+command runs. The report folder is checked before anything is loaded, so a refused overwrite costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReLumixError
+
+#: Frames per clip without a model (the tiny model's and a quick run's length); with one, its trained length.
+DEFAULT_FRAMES = 8
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    """``64`` (square) or ``HxW``; multiples of 8 are checked when the clips load."""
+    try:
+        if "x" in text.lower():
+            h, w = (int(v) for v in text.lower().split("x"))
+            return (h, w)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 256 or HxW like 256x448, got {text!r}") from None
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from .relight import DEVICE_CHOICES, DTYPE_CHOICES
+
+    parser.add_argument("data", help="paired test clips: DATA/<map>/<scene>/<light>/<frame>.png (as 'relumix synth')")
+    parser.add_argument("-o", "--out", required=True, help="report folder (report.json, summary.md, figures)")
+    parser.add_argument("-c", "--checkpoint", default=None,
+                        help="ReLumix checkpoint to evaluate; without it only the baselines run")
+    parser.add_argument("--frames", type=int, default=None,
+                        help=f"frames per clip (default: the model's trained length, or {DEFAULT_FRAMES} without one)")
+    parser.add_argument("--size", type=_size, default=None,
+                        help="resize frames to S x S or HxW, multiples of 8 (default: the files' size)")
+    parser.add_argument("--pairs-per-scene", type=int, default=2,
+                        help="ordered (source, target) light pairs per scene, drawn by --seed (default 2)")
+    parser.add_argument("--max-clips", type=int, default=None, help="at most this many clips (default: all)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the model's own; 25 for ReLumix)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the pair choice and the model noise (default 0)")
+    parser.add_argument("--min-guidance", type=float, default=None,
+                        help="guidance at the first frame (default: the relight default)")
+    parser.add_argument("--max-guidance", type=float, default=None,
+                        help="guidance at the last frame (default: the relight default)")
+    parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
+    parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
+    parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
+                        help="long clips: every window sees the reference (anchor) or the last relit frame (chain); "
+                             "default: the pipeline's")
+    parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
+                        help="detail transfer radius in processing pixels, 0 = off (default: the model's own)")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also score the ground truth through the model's VAE: the ceiling any relighting "
+                             "by this model can reach (needs -c)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights (auto: fp16 on GPU, else fp32)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--force", action="store_true", help="replace an existing report in OUT")
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for flag, value in (("--frames", args.frames), ("--pairs-per-scene", args.pairs_per_scene),
+                        ("--max-clips", args.max_clips)):
+        if value is not None and value < 1:
+            raise ReLumixError(f"{flag} must be at least 1, got {value}")
+
+
+def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
+    """Load the checkpoint; the relumix method (and with --oracle the first-stage ceiling), the resolved settings
+    and the model's trained clip length."""
+    from ..checkpoints.loading import load_relumix
+    from ..evaluation import MODEL_METHOD, first_stage_oracle, relumix_method
+    from ..pipeline.pipeline import ReLumixPipeline
+    from ..pipeline.settings import RelightSettings
+    from .relight import _device_and_dtype, check_checkpoint_exists
+
+    chosen = {"strategy": args.strategy, "min_guidance": args.min_guidance, "max_guidance": args.max_guidance}
+    defaults_otherwise = {key: value for key, value in chosen.items() if value is not None}
+    settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None,
+                               detail_sigma=args.detail, **defaults_otherwise)
+    settings.check()  # bad options fail before the model loads
+    check_checkpoint_exists(args.checkpoint)
+    device, dtype = _device_and_dtype(args.device, args.dtype)
+    model, report = load_relumix(args.checkpoint, dtype=dtype, device=device)
+    for note in report.notes:
+        print(f"note: {note}")
+    pipe = ReLumixPipeline(model, device=device)
+    settings = settings.resolved(model)
+    print(f"model: {args.checkpoint} on {device}, {str(dtype).replace('torch.', '')}, {settings.num_steps} steps, "
+          f"detail transfer {settings.detail_sigma or 'off'}, trained on {model.config.trained_frames} frames")
+    methods = {MODEL_METHOD: relumix_method(pipe, settings, seed=args.seed)}
+    if args.oracle:
+        methods["first_stage_oracle"] = first_stage_oracle(model, settings.decode_chunk_size)
+    return methods, settings, model.config.trained_frames
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..data.dataset import index_scenes
+    from ..evaluation import check_report_dir, evaluate, format_table, load_test_clips, write_report
+    from ..evaluation.evaluate import window_seams
+
+    start = time.perf_counter()
+    out = check_report_dir(args.out, overwrite=args.force)  # fail now, not after the work
+    _check_counts(args)
+    root = Path(args.data).expanduser()
+    index_scenes(root, args.frames or 1)  # a wrong data folder fails before any model loads
+    methods = {}
+    frames = args.frames or DEFAULT_FRAMES
+    settings = None
+    if args.checkpoint:
+        methods, settings, trained = _model_methods(args)
+        frames = args.frames or trained
+    else:
+        if args.oracle:
+            raise ReLumixError("--oracle needs a checkpoint (-c): it scores the ground truth through its VAE")
+        print("no checkpoint (-c): evaluating the baselines only")
+    try:
+        clips = load_test_clips(root, frames, size=args.size, pairs_per_scene=args.pairs_per_scene,
+                                max_clips=args.max_clips, seed=args.seed)
+    except ReLumixError as err:
+        if args.frames is None and "fewer than" in str(err):
+            raise ReLumixError(f"{err} (clips default to {frames} frames; pass --frames N for shorter ones)") from None
+        raise
+    h, w = clips[0].target.shape[-2:]
+    print(f"{len(clips)} clips of {frames} frames at {w}x{h} from {root}")
+    outputs: dict = {}
+    with tqdm(total=len(clips), desc="evaluating", unit="clip", dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        seams = window_seams(settings.window, settings.overlap, settings.strategy) if settings else None
+        report = evaluate(clips, methods, progress=progress, outputs=outputs, seams=seams)
+    report["config"] = {
+        "data": str(root), "checkpoint": args.checkpoint, "frames": frames, "size": args.size,
+        "pairs_per_scene": args.pairs_per_scene, "max_clips": args.max_clips, "seed": args.seed,
+        **({"steps": settings.num_steps, "window": settings.window, "overlap": settings.overlap,
+            "strategy": settings.strategy, "min_guidance": settings.min_guidance,
+            "max_guidance": settings.max_guidance, "detail_sigma": settings.detail_sigma} if settings else {}),
+    }
+    path = write_report(report, clips, outputs, out, overwrite=args.force)
+    print(format_table(report))
+    print(f"(psnr/ssim means leave out frame 0, the reference; {report['notes']['temporal_lpips']})")
+    print(f"wrote {path} and figures in {out} in {time.perf_counter() - start:.1f}s")
+    return 0

@@ -1,0 +1,186 @@
+"""``relumix relight``: relight a video file from one relit frame, with progress, at bounded memory.
+
+Kept apart from :mod:`relumix_core.cli.main` so that ``relumix --help`` stays instant: torch is imported only when the
+command runs. The output is checked before any work starts and written atomically at the end, so an interrupted
+or failed run leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+from ..errors import ReLumixError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")
+#: Where the checkpoint is looked for when --checkpoint is not given.
+CHECKPOINT_ENV = "RELUMIX_CHECKPOINT"
+
+
+def _size(text: str) -> int | tuple[int, int] | str | None:
+    """``trained`` (the model's training size), ``512`` (about 512x512 pixels at the input's aspect), ``HxW``, or
+    ``native`` (None: the input size)."""
+    if text == "native":
+        return None
+    if text == "trained":
+        return "trained"
+    try:
+        if "x" in text:
+            h, w = (int(v) for v in text.lower().split("x"))
+            return (h, w)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number like 512, HxW like 384x704, 'trained' or 'native'; got {text!r}"
+        ) from None
+
+
+def add_relight_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", help="input video: .mp4/.webm/.mov/.gif, a folder of images or a pattern (%%05d.png)")
+    parser.add_argument("--reference", "-r", required=True, help="the relit frame (any image)")
+    parser.add_argument("-o", "--out", required=True,
+                        help="output: .mp4, .webm, .gif, a folder ending in '/' or a pattern like out/%%05d.png")
+    parser.add_argument("--reference-index", "-k", type=int, default=0,
+                        help="which input frame the reference is a relit version of (default 0)")
+    add_model_arguments(parser)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint, sampling, size and device options, shared with ``relumix relight-batch``."""
+    parser.add_argument("--checkpoint", "-c", help=f"ReLumix checkpoint (default: ${CHECKPOINT_ENV})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the model's own; 25 for ReLumix)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
+    parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
+    parser.add_argument("--strategy", choices=("anchor", "chain"), default="chain",
+                        help="long videos: every window sees the reference (anchor) or the last relit frame (chain)")
+    parser.add_argument("--min-guidance", type=float, default=1.0, help="guidance at the first frame (default 1.0)")
+    parser.add_argument("--max-guidance", type=float, default=1.5, help="guidance at the last frame (default 1.5)")
+    parser.add_argument("--fps-id", type=float, default=15, help="fps conditioning (default 15, as the authors)")
+    parser.add_argument("--cond-aug", type=float, default=0.02, help="conditioning noise (default 0.02)")
+    parser.add_argument("--reference-range", choices=("official", "training"), default="official",
+                        help="reference value range seen by the embedders (default official: [0,1])")
+    parser.add_argument("--size", type=_size, default="trained",
+                        help="processing size: trained (the model's: 512 for ReLumix, 64 for relumix-tiny; default), "
+                        "512 (about 512x512 at the input's aspect), HxW, or native")
+    parser.add_argument("--fit", choices=("resize", "crop", "pad"), default="resize",
+                        help="how frames meet the processing size (default resize)")
+    parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
+                        help="detail transfer radius in processing pixels, 0 = off (default: the model's own; "
+                             "0 for ReLumix)")
+    parser.add_argument("--reference-fit", choices=("auto", "resize", "crop", "pad"), default="auto",
+                        help="how a reference of another size is conformed (default auto)")
+    parser.add_argument("--decode-chunk-size", type=int, default=None,
+                        help="frames per VAE decode; changes the pictures slightly (default: the window, 14 for the "
+                        "authors' model, as they do)")
+    parser.add_argument("--sequential-branches", action="store_true",
+                        help="run the guidance branches one after the other (less memory, slower)")
+    parser.add_argument("--offload", action="store_true", help="keep each component on the CPU except while it runs")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights (auto: fp16 on GPU, else fp32)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
+
+
+def _device_and_dtype(device: str, dtype: str) -> tuple[Any, Any]:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ReLumixError("--device cuda: no CUDA GPU is available to torch here; use --device cpu")
+    return torch.device(device), resolve_dtype(device, dtype)
+
+
+def resolve_dtype(device: Any, dtype: str) -> Any:
+    """The torch dtype for a --dtype choice; ``auto`` is fp16 on CUDA (half the memory) and fp32 elsewhere."""
+    import torch
+
+    names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    if dtype == "auto":
+        dtype = "fp16" if torch.device(device).type == "cuda" else "fp32"
+    return names[dtype]
+
+
+def require_checkpoint(args: argparse.Namespace) -> str:
+    """--checkpoint or $RELUMIX_CHECKPOINT; missing both is the first thing to tell the user."""
+    checkpoint = args.checkpoint or os.environ.get(CHECKPOINT_ENV)
+    if not checkpoint:
+        raise ReLumixError(
+            f"no checkpoint: pass --checkpoint PATH or set {CHECKPOINT_ENV} (the authors' relumix.pth from "
+            "huggingface.co/lez/relumix, or a file made by 'relumix convert' / 'relumix init-tiny')"
+        )
+    return checkpoint
+
+
+def check_checkpoint_exists(checkpoint: str) -> None:
+    from ..checkpoints.bundled import resolve_model_path
+
+    if not resolve_model_path(checkpoint).exists():
+        raise ReLumixError(f"checkpoint {checkpoint} does not exist")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`RelightSettings` of the command-line options, checked so bad options fail before the model loads."""
+    from ..pipeline.settings import RelightSettings
+
+    settings = RelightSettings(
+        num_steps=args.steps, min_guidance=args.min_guidance, max_guidance=args.max_guidance, fps_id=args.fps_id,
+        cond_aug=args.cond_aug, reference_range=args.reference_range, decode_chunk_size=args.decode_chunk_size,
+        batch_branches=not args.sequential_branches, window=args.window, overlap=args.overlap,
+        strategy=args.strategy, size=args.size, fit=args.fit, reference_fit=args.reference_fit,
+        detail_sigma=args.detail,
+    )
+    settings.check()
+    return settings
+
+
+def load_pipeline(checkpoint: str, args: argparse.Namespace, device: Any, dtype: Any, quiet: bool = False) -> Any:
+    """Load the model once (on the CPU with --offload) and wrap it in a :class:`ReLumixPipeline`.
+
+    ``quiet`` drops the load notes, which every process of a batch would otherwise print alike.
+    """
+    from ..checkpoints.loading import load_relumix
+    from ..pipeline.pipeline import ReLumixPipeline
+
+    model, report = load_relumix(checkpoint, dtype=dtype, device="cpu" if args.offload else device)
+    for note in [] if quiet else report.notes:
+        print(f"note: {note}")
+    return ReLumixPipeline(model, device=device, offload=args.offload)
+
+
+def run_relight(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..media.video_io import check_output, read_image, read_video, write_video
+
+    start = time.perf_counter()
+    checkpoint = require_checkpoint(args)
+    check_output(args.out, overwrite=args.force)  # fail now, not after the work
+    check_checkpoint_exists(checkpoint)
+    frames, fps = read_video(args.video)
+    reference = read_image(args.reference)
+    settings = settings_from_args(args)  # bad options fail before the model loads
+    if not 0 <= args.reference_index < frames.shape[0]:
+        raise ReLumixError(f"--reference-index {args.reference_index} is outside {args.video}, which has "
+                           f"{frames.shape[0]} frames (use 0..{frames.shape[0] - 1})")
+    device, dtype = _device_and_dtype(args.device, args.dtype)
+    pipe = load_pipeline(checkpoint, args, device, dtype)
+    print(f"relighting {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} from {args.reference} "
+          f"(reference = frame {args.reference_index}) on {device}, {str(dtype).replace('torch.', '')}")
+    with tqdm(desc="relighting", unit="step", dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        relit = pipe.relight(frames, reference, args.reference_index, settings, seed=args.seed, progress=progress,
+                             output_type="np")
+    written = write_video(args.out, relit, args.fps or fps, overwrite=args.force)
+    print(f"wrote {written} ({relit.shape[0]} frames, {relit.shape[2]}x{relit.shape[1]}) "
+          f"in {time.perf_counter() - start:.1f}s")
+    return 0

@@ -1,0 +1,247 @@
+"""ReLumix conditioning: frame replacement, per-frame latents and CLIP context, the vector, and the uncond branch.
+
+This reproduces the official ``GeneralConditioner`` as ``DiffusionEngine.sample_video`` calls it (fixtures README,
+"Real (full-model) data layout"):
+
+* ``crossattn`` [B*T, 1, 2*D] = CLIP of each source frame (frame 0 = reference) | CLIP of the reference;
+* ``concat`` [B*T, 8, h, w] = VAE mode of each noise-augmented source frame | VAE mode of the reference, unscaled;
+* ``vector`` [B*T, fps_dim + cond_aug_dim] = [cos|sin] sinusoids of fps_id and of cond_aug;
+* the unconditional branch zeroes only the source-frame halves (the reference halves and the vector stay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..media.resolution import Framing
+from ..models.clip import embed_images
+from ..models.relumix import ReLumixModel
+from ..models.unet import sinusoidal_embedding
+
+ReferenceRange = Literal["official", "training"]
+REFERENCE_RANGES: tuple[str, ...] = ("official", "training")
+
+#: Defaults of the authors' inference (``infer_relit.py`` / ``run_relumix.sh``).
+DEFAULT_FPS_ID = 15
+DEFAULT_COND_AUG = 0.02
+
+
+@dataclass
+class Conditioning:
+    """One branch of the conditioning, every tensor with [B*T] rows (frame-minor)."""
+
+    crossattn: torch.Tensor  # [B*T, 1, context_dim]: CLIP of each frame | CLIP of the reference
+    concat: torch.Tensor  # [B*T, 8, h, w]: latent of each frame | latent of the reference
+    vector: torch.Tensor  # [B*T, adm_in_channels]: sinusoids of fps_id | cond_aug
+
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        return Conditioning(
+            torch.cat([p.crossattn for p in parts]),
+            torch.cat([p.concat for p in parts]),
+            torch.cat([p.vector for p in parts]),
+        )
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Conditioning:
+        return Conditioning(
+            self.crossattn.to(device=device, dtype=dtype),
+            self.concat.to(device=device, dtype=dtype),
+            self.vector.to(device=device, dtype=dtype),
+        )
+
+
+@dataclass
+class ConditioningInputs:
+    """The official batch for B videos of T frames (images in [-1, 1], rows frame-minor)."""
+
+    frames: torch.Tensor  # [B*T, 3, H, W] source frames with frame 0 replaced (``cond_frames_without_noise``)
+    noisy_frames: torch.Tensor  # [B*T, 3, H, W] frames + cond_aug * N(0,1) (``cond_frames``)
+    reference: torch.Tensor  # [B, 3, H, W] the relit reference as the embedders see it (``cond_frames_1dst``)
+    num_frames: int
+    fps_id: float = DEFAULT_FPS_ID
+    cond_aug: float = DEFAULT_COND_AUG
+
+
+def replace_first_frame(frames: torch.Tensor, reference: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Frame replacement: frame 0 of every video becomes its reference ([B*T,...] rows, [B,...] references)."""
+    videos = frames.unflatten(0, (-1, num_frames)).clone()
+    videos[:, 0] = reference
+    return videos.flatten(0, 1)
+
+
+def reference_for_embedders(reference_m11: torch.Tensor, reference_range: ReferenceRange) -> torch.Tensor:
+    """The reference as the embedders receive it.
+
+    ``official``: in [0, 1], as the authors' inference scripts pass it (quirk Q2: CLIP then shifts it again and the
+    VAE sees a [0, 1] image). ``training``: in [-1, 1], as during training.
+    """
+    if reference_range == "official":
+        return (reference_m11 + 1) / 2
+    if reference_range == "training":
+        return reference_m11
+    raise ValueError(f"reference_range must be one of {REFERENCE_RANGES}, got {reference_range!r}")
+
+
+def make_inputs(
+    frames_m11: torch.Tensor,
+    reference_m11: torch.Tensor,
+    num_frames: int,
+    noise: torch.Tensor,
+    fps_id: float = DEFAULT_FPS_ID,
+    cond_aug: float = DEFAULT_COND_AUG,
+    reference_range: ReferenceRange = "official",
+) -> ConditioningInputs:
+    """Build the official batch from source frames and references in [-1, 1] and the cond_aug noise draw."""
+    frames = replace_first_frame(frames_m11, reference_m11, num_frames)
+    return ConditioningInputs(
+        frames=frames,
+        noisy_frames=frames + cond_aug * noise,
+        reference=reference_for_embedders(reference_m11, reference_range),
+        num_frames=num_frames,
+        fps_id=fps_id,
+        cond_aug=cond_aug,
+    )
+
+
+def conditioning_vector(model: ReLumixModel, rows: int, fps_id: float, cond_aug: float) -> torch.Tensor:
+    """[rows, fps_dim + cond_aug_dim]: sinusoids of fps_id and cond_aug (computed in float32, as in sgm)."""
+    cfg = model.config
+    fps = sinusoidal_embedding(torch.full((rows,), float(fps_id)), cfg.fps_embed_dim)
+    aug = sinusoidal_embedding(torch.full((rows,), float(cond_aug)), cfg.cond_aug_embed_dim)
+    return torch.cat([fps, aug], dim=-1)
+
+
+@dataclass
+class FrameEmbeddings:
+    """What the embedders make of a run of source frames (frame 0 already replaced by the reference)."""
+
+    clip: torch.Tensor  # [N, D] CLIP embedding of each clean frame (embedder #0)
+    latents: torch.Tensor  # [N, 4, h, w] VAE mode of each noise-augmented frame, unscaled (embedder #3)
+
+    def select(self, index: torch.Tensor | list[int]) -> FrameEmbeddings:
+        index = torch.as_tensor(index, device=self.clip.device)
+        return FrameEmbeddings(self.clip[index], self.latents[index.to(self.latents.device)])
+
+    def replace(self, row: int, other: FrameEmbeddings) -> FrameEmbeddings:
+        """A copy with row ``row`` taken from the one-row ``other`` (chain windows swap in a relit frame)."""
+        clip, latents = self.clip.clone(), self.latents.clone()
+        clip[row], latents[row] = other.clip[0], other.latents[0]
+        return FrameEmbeddings(clip, latents)
+
+
+@dataclass
+class ReferenceEmbeddings:
+    """What the reference embedders make of the relit reference (embedders #1 and #4)."""
+
+    clip: torch.Tensor  # [1, D]
+    latent: torch.Tensor  # [1, 4, h, w], unscaled, no noise
+
+
+def embed_frames(
+    model: ReLumixModel, frames_m11: torch.Tensor, noisy_frames_m11: torch.Tensor, chunk_size: int | None = None
+) -> FrameEmbeddings:
+    """CLIP of the clean frames and VAE modes of the noisy ones, ``chunk_size`` frames at a time (both are
+    per-image encoders, so chunking bounds memory without changing the result)."""
+    n = frames_m11.shape[0]
+    step = chunk_size or n
+    clip_parts, latent_parts = [], []
+    for start in range(0, n, step):
+        clip_parts.append(embed_images(model.component("image_encoder"), frames_m11[start : start + step]))
+        latent_parts.append(model.component("frame_encoder")(noisy_frames_m11[start : start + step]))
+    return FrameEmbeddings(torch.cat(clip_parts), torch.cat(latent_parts))
+
+
+def embed_reference(model: ReLumixModel, reference: torch.Tensor) -> ReferenceEmbeddings:
+    """The reference [1, 3, H, W], already in the embedders' range (see :func:`reference_for_embedders`)."""
+    clip = embed_images(model.component("reference_image_encoder"), reference)
+    return ReferenceEmbeddings(clip, model.component("reference_encoder")(reference))
+
+
+def uses_embedding_fusion(model: ReLumixModel) -> bool:
+    """Whether the UNet takes the reference latent on channels 8-11 (ReLumix: yes; the paper's "no embedding
+    fusion" ablation has an 8-channel UNet: noisy latent | frame latents)."""
+    return model.config.unet.in_channels == 12
+
+
+def assemble_conditioning(
+    model: ReLumixModel,
+    frames: FrameEmbeddings,
+    reference: ReferenceEmbeddings,
+    num_frames: int,
+    fps_id: float = DEFAULT_FPS_ID,
+    cond_aug: float = DEFAULT_COND_AUG,
+) -> tuple[Conditioning, Conditioning]:
+    """(cond, uncond) for B videos of ``num_frames`` (frames have B*T rows, the reference B rows).
+
+    cond: [frame | reference] on CLIP context and latent channels; uncond zeroes only the frame halves. Without
+    embedding fusion (an 8-channel UNet) the reference latent is left out of ``concat``.
+    """
+    t = num_frames
+    crossattn = torch.cat([frames.clip, reference.clip.repeat_interleave(t, dim=0)], dim=-1)[:, None]
+    concat = frames.latents
+    if uses_embedding_fusion(model):
+        concat = torch.cat([frames.latents, reference.latent.repeat_interleave(t, dim=0)], dim=1)
+    vector = conditioning_vector(model, crossattn.shape[0], fps_id, cond_aug).to(crossattn)
+    cond = Conditioning(crossattn, concat, vector)
+    uncond = Conditioning(
+        torch.cat([torch.zeros_like(frames.clip)[:, None], crossattn[..., frames.clip.shape[-1] :]], dim=-1),
+        torch.cat([torch.zeros_like(frames.latents), concat[:, frames.latents.shape[1] :]], dim=1),
+        vector,
+    )
+    return cond, uncond
+
+
+def encode_conditioning(model: ReLumixModel, inputs: ConditioningInputs) -> tuple[Conditioning, Conditioning]:
+    """(cond, uncond) for the sampler, exactly as the official conditioner computes them."""
+    frames = embed_frames(model, inputs.frames, inputs.noisy_frames)
+    reference = embed_reference(model, inputs.reference)
+    return assemble_conditioning(model, frames, reference, inputs.num_frames, inputs.fps_id, inputs.cond_aug)
+
+
+def split_directions(num_frames: int, reference_index: int) -> list[list[int]]:
+    """Input frame indices of the forward (k, k+1, ...) and backward (k, k-1, ...) runs from reference ``k``.
+
+    The model is trained with the reference at frame 0 and on time-reversed clips, so both runs start at ``k``.
+    A run of one frame (``k`` at either end of a longer clip) is left out.
+    """
+    forward = list(range(reference_index, num_frames))
+    backward = list(range(reference_index, -1, -1))
+    runs = [run for run in (forward, backward) if len(run) > 1]
+    return runs or [forward]
+
+
+@dataclass
+class Direction:
+    """One direction of propagation: sequence position 0 is the reference, later positions move away from it."""
+
+    indices: list[int]  # input frame index of each sequence position
+    cond_noise: torch.Tensor  # [L, 3, h, w] cond_aug noise (kept for chain windows, which re-embed a relit frame)
+    embeddings: FrameEmbeddings  # of the frames with position 0 replaced by the reference
+
+
+@dataclass
+class ReLumixConditioning:
+    """Everything the sampler needs from the inputs (the ComfyUI RELUMIX_CONDITIONING)."""
+
+    directions: list[Direction]
+    reference: ReferenceEmbeddings
+    framing: Framing
+    num_frames: int
+    reference_index: int
+    fps_id: float
+    cond_aug: float
+    reference_range: ReferenceRange
+    model_token: int  # id of the model that made it: conditioning only fits the model whose encoders made it
+    #: The input frames [T,3,H,W] in [0,1] over the region the output covers (a view, not a copy): the texture
+    #: source of the detail transfer.
+    source: torch.Tensor
+
+    def window_conditioning(
+        self, model: ReLumixModel, embeddings: FrameEmbeddings, reference: ReferenceEmbeddings | None = None
+    ) -> tuple[Conditioning, Conditioning]:
+        """(cond, uncond) of one window whose frames have ``embeddings``."""
+        ref = reference if reference is not None else self.reference
+        return assemble_conditioning(model, embeddings, ref, embeddings.clip.shape[0], self.fps_id, self.cond_aug)

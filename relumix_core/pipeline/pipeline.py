@@ -1,0 +1,319 @@
+"""The relighting pipeline: a video and one relit frame in, the relit video out.
+
+Named components come from :class:`~relumix_core.models.relumix.ReLumixModel`; the work runs in two stages, which the
+ComfyUI nodes expose separately:
+
+1. :meth:`ReLumixPipeline.encode` (EmbeddingFuse): conform the inputs to the processing size, split the clip at the
+   reference into a forward and a backward *direction* (each starts with the relit reference, as the model was
+   trained), and embed every frame and the reference once.
+2. :meth:`ReLumixPipeline.generate` (ReLumixSampler): guided EDM sampling of each direction in windows of the
+   trained length (:mod:`relumix_core.pipeline.windows`), then chunked decoding and the return to the input size.
+
+A clip of at most ``window`` frames with the reference at frame 0 is exactly the authors' ``infer_relit.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from ..errors import ReLumixError
+from ..media.detail import transfer_detail
+from ..media.frames import as_frames, as_image, to_numpy_uint8, to_pil
+from ..media.resolution import Framing, conform_reference, make_framing
+from ..models.relumix import ReLumixModel
+from ..models.vae import decode_latents
+from .conditioning import (
+    Conditioning,
+    Direction,
+    ReLumixConditioning,
+    embed_frames,
+    embed_reference,
+    reference_for_embedders,
+    split_directions,
+)
+from .guidance import EvaluationHook, GuidedDenoiser, linear_guidance_scale
+from .progress import Progress, ProgressFn, StopFn
+from .sampling import edm_sigmas, sample_windows
+from .settings import RelightSettings
+from .windows import blend_sequence, plan_windows
+
+LATENT_CHANNELS = 4
+#: The components used once per clip (and per chain window) to embed frames and the reference.
+ENCODERS = ("image_encoder", "frame_encoder", "reference_image_encoder", "reference_encoder")
+OutputType = Literal["pt", "np", "pil"]
+
+
+@dataclass
+class RelightResult:
+    """The relit clip and what led to it."""
+
+    frames: torch.Tensor  # [T, 3, H, W] in [0, 1] at the input size (crop: the processed region)
+    latents: torch.Tensor  # [T, 4, h, w] in diffusion (scaled) space, in time order
+    decoded: torch.Tensor  # [T, 3, h, w] decoder output at the processing size, before the [0, 1] clamp
+    windows: list[list[list[int]]] = field(default_factory=list)  # per direction: input frame indices per window
+
+
+class ReLumixPipeline:
+    """Relight a video from one relit frame. ``offload`` keeps each component on the CPU except while it runs."""
+
+    def __init__(self, model: ReLumixModel, device: torch.device | str | None = None, offload: bool = False) -> None:
+        self.model = model
+        self.device = torch.device(device) if device is not None else next(model.unet.parameters()).device
+        self.offload = offload
+        #: Called with the intermediates of every guided UNet evaluation (parity checks and debugging).
+        self.on_denoise: EvaluationHook | None = None
+        if not offload:
+            model.to(self.device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def state_dtype(self) -> torch.dtype:
+        """The sampler keeps its state in float32 (float64 for float64 models) whatever the weights' precision."""
+        return torch.float64 if self.dtype == torch.float64 else torch.float32
+
+    @contextmanager
+    def _on_device(self, *names: str) -> Iterator[None]:
+        modules = [self.model.component(n) for n in names]
+        if self.offload:
+            for module in modules:
+                module.to(self.device)
+        try:
+            yield
+        finally:
+            if self.offload:
+                for module in modules:
+                    module.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    # -- stage 1: inputs and conditioning ---------------------------------------------------------------------
+
+    def prepare_inputs(
+        self, video: torch.Tensor, reference: Any, reference_index: int, settings: RelightSettings
+    ) -> tuple[torch.Tensor, torch.Tensor, Framing]:
+        """Frames [T,3,h,w] and reference [3,h,w] in [0,1] at the processing size, and the framing, from frames
+        already validated by :func:`~relumix_core.media.frames.as_frames` and a reference in any accepted form."""
+        num_frames, _, height, width = video.shape
+        if not isinstance(reference_index, int) or not 0 <= reference_index < num_frames:
+            raise ReLumixError(
+                f"reference_index {reference_index} is outside the clip of {num_frames} frames "
+                f"(use 0..{num_frames - 1})"
+            )
+        ref = conform_reference(as_image(reference, "reference"), height, width, fit=settings.reference_fit)
+        if settings.size is None:
+            native = (height, width)
+            framing = make_framing(height, width, size=native, fit="resize", multiple=self.model.latent_factor)
+        else:
+            framing = make_framing(height, width, size=settings.size, fit=settings.fit,
+                                   multiple=self.model.size_multiple)
+        return framing.to_model(video), framing.to_model(ref[None])[0], framing
+
+    @torch.no_grad()
+    def encode(
+        self,
+        frames: Any,
+        reference: Any,
+        reference_index: int = 0,
+        settings: RelightSettings | None = None,
+        generator: torch.Generator | None = None,
+        cond_noise: list[torch.Tensor] | None = None,
+    ) -> ReLumixConditioning:
+        """Frame replacement and embedding fusion for every direction. ``frames``/``reference`` may be numpy,
+        torch or PIL (see :mod:`relumix_core.media.frames`). The cond_aug noise comes from ``generator`` (or is given,
+        one [L,3,h,w] tensor per direction)."""
+        settings = (settings or RelightSettings()).resolved(self.model)
+        video_in = as_frames(frames, "frames")
+        video, ref, framing = self.prepare_inputs(video_in, reference, reference_index, settings)
+        dtype = self.dtype
+        ref_m11 = (ref * 2 - 1).to(self.device, dtype)
+        runs = split_directions(video.shape[0], reference_index)
+        with self._on_device(*ENCODERS):
+            reference_emb = embed_reference(
+                self.model, reference_for_embedders(ref_m11[None], settings.reference_range)
+            )
+            directions = []
+            for i, run in enumerate(runs):
+                seq = video[run].to(self.device, dtype) * 2 - 1
+                seq[0] = ref_m11
+                if cond_noise is not None:
+                    noise = cond_noise[i].to(self.device, dtype)
+                else:
+                    noise = torch.randn(seq.shape, generator=generator, dtype=torch.float32).to(self.device, dtype)
+                emb = embed_frames(self.model, seq, seq + settings.cond_aug * noise, settings.decode_chunk_size)
+                directions.append(Direction(run, noise.cpu(), emb))
+        return ReLumixConditioning(
+            directions=directions,
+            reference=reference_emb,
+            framing=framing,
+            num_frames=video.shape[0],
+            reference_index=reference_index,
+            fps_id=settings.fps_id,
+            cond_aug=settings.cond_aug,
+            reference_range=settings.reference_range,
+            model_token=id(self.model),
+            source=framing.output_region(video_in),
+        )
+
+    # -- stage 2: sampling and decoding -----------------------------------------------------------------------
+
+    def window_denoiser(
+        self, cond: Conditioning, uncond: Conditioning, settings: RelightSettings
+    ) -> GuidedDenoiser:
+        """The official guided denoiser for one window (per-frame guidance from min to max over the window)."""
+        frames = cond.concat.shape[0]
+        scale = linear_guidance_scale(frames, settings.min_guidance, settings.max_guidance, dtype=self.state_dtype)
+        return GuidedDenoiser(self.model.component("unet"), cond, uncond, frames, scale, settings.batch_branches,
+                              self.on_denoise)
+
+    def sample_direction(
+        self,
+        conditioning: ReLumixConditioning,
+        direction: Direction,
+        plan: list[list[int]],
+        noise: torch.Tensor,
+        settings: RelightSettings,
+        progress: Progress,
+    ) -> torch.Tensor:
+        """Latents [L,4,h,w] of one direction.
+
+        ``anchor`` (or a single window): every window is denoised together in one loop. ``chain``: window by window,
+        each later window taking the previous window's relit frame as its reference; overlaps are cross-faded.
+        """
+        sigmas = edm_sigmas(settings.num_steps, dtype=self.state_dtype, device=self.device)
+        if settings.strategy == "anchor" or len(plan) == 1:
+            denoisers = []
+            for positions in plan:
+                cond, uncond = conditioning.window_conditioning(self.model, direction.embeddings.select(positions))
+                denoisers.append(self.window_denoiser(cond, uncond, settings))
+            with self._on_device("unet"):
+                return sample_windows(denoisers, plan, noise, sigmas, progress.tick)
+        parts: list[torch.Tensor] = []
+        reference = conditioning.reference
+        for i, positions in enumerate(plan):
+            embeddings = direction.embeddings.select(positions)
+            if i > 0:
+                relit = self._relit_frame(parts[-1], plan[i - 1].index(positions[0]), settings)
+                aug_noise = direction.cond_noise[positions[0]].to(self.device, self.dtype)
+                with self._on_device(*ENCODERS):
+                    embeddings = embeddings.replace(
+                        0, embed_frames(self.model, relit[None], relit[None] + conditioning.cond_aug * aug_noise[None])
+                    )
+                    reference = embed_reference(
+                        self.model, reference_for_embedders(relit[None], conditioning.reference_range)
+                    )
+            cond, uncond = conditioning.window_conditioning(self.model, embeddings, reference)
+            whole_window = [list(range(len(positions)))]
+            with self._on_device("unet"):
+                parts.append(sample_windows([self.window_denoiser(cond, uncond, settings)], whole_window,
+                                            noise[positions], sigmas, progress.tick))
+        return blend_sequence(plan, parts, len(direction.indices))
+
+    def _relit_frame(self, latents: torch.Tensor, row: int, settings: RelightSettings) -> torch.Tensor:
+        """Frame ``row`` of a window's decoded result, in [-1, 1] and the model dtype (the next chain reference)."""
+        decoded = self.decode(latents, settings)
+        return torch.clamp(decoded[row], -1.0, 1.0).to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, settings: RelightSettings) -> torch.Tensor:
+        """Latents -> decoder output [T,3,h,w] on the CPU (before the clamp), ``decode_chunk_size`` frames per call,
+        exactly as the official ``decode_first_stage`` chunks."""
+        vae = self.model.component("vae")
+        chunk = settings.resolved(self.model).decode_chunk_size or latents.shape[0]
+        out = []
+        with self._on_device("vae"):
+            for start in range(0, latents.shape[0], chunk):
+                z = latents[start : start + chunk].to(self.device, self.dtype)
+                out.append(decode_latents(vae, z, chunk, self.model.config.scale_factor).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        conditioning: ReLumixConditioning,
+        settings: RelightSettings | None = None,
+        generator: torch.Generator | None = None,
+        latent_noise: list[torch.Tensor] | None = None,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+    ) -> RelightResult:
+        """Sample every direction, join them at the reference and decode. ``progress(done, total)`` counts UNet
+        window evaluations (steps x windows); ``should_stop()`` returning True raises
+        :class:`~relumix_core.pipeline.progress.Interrupted` within one step."""
+        if conditioning.model_token != id(self.model):
+            raise ReLumixError(
+                "this conditioning was made by a different ReLumix model; connect the same model to the "
+                "conditioning (EmbeddingFuse) and the sampler"
+            )
+        settings = (settings or RelightSettings()).resolved(self.model)
+        assert settings.window is not None and settings.overlap is not None and settings.num_steps is not None
+        plans = [
+            plan_windows(len(d.indices), settings.window, settings.overlap, settings.strategy)
+            for d in conditioning.directions
+        ]
+        ticker = Progress(sum(settings.num_steps * len(p) for p in plans), progress, should_stop)
+        ticker.check()
+        h, w = conditioning.framing.size
+        f = self.model.latent_factor
+        latents = torch.zeros(conditioning.num_frames, LATENT_CHANNELS, h // f, w // f, dtype=self.state_dtype)
+        sampled = []
+        for i, (direction, plan) in enumerate(zip(conditioning.directions, plans, strict=True)):
+            shape = (len(direction.indices), *latents.shape[1:])
+            if latent_noise is not None:
+                noise = latent_noise[i].to(self.device, self.state_dtype)
+            else:
+                noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.state_dtype)
+            z = self.sample_direction(conditioning, direction, plan, noise, settings, ticker)
+            sampled.append(z.cpu())
+        for direction, z in reversed(list(zip(conditioning.directions, sampled, strict=True))):
+            latents[direction.indices] = z  # the forward run goes last, so it gives the reference frame
+        ticker.check()
+        decoded = self.decode(latents, settings)
+        video = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
+        windows = [[[d.indices[p] for p in positions] for positions in plan]
+                   for d, plan in zip(conditioning.directions, plans, strict=True)]
+        framing = conditioning.framing
+        frames = framing.from_model(video)
+        if settings.detail_sigma:
+            # the radius is set in processing pixels; the output is larger by the input / content ratio
+            scale = framing.output_size[0] / framing.content_size[0]
+            frames = transfer_detail(frames, conditioning.source, settings.detail_sigma * scale)
+        return RelightResult(frames, latents, decoded, windows)
+
+    # -- the one-call API ---------------------------------------------------------------------------------------
+
+    def relight(
+        self,
+        frames: Any,
+        reference: Any,
+        reference_index: int = 0,
+        settings: RelightSettings | None = None,
+        seed: int | None = None,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+        output_type: OutputType = "pt",
+    ) -> Any:
+        """Relight ``frames`` so that they carry the light of ``reference``, the relit version of frame
+        ``reference_index``.
+
+        ``frames``: numpy/torch [T,H,W,C] or [T,C,H,W], or a list of PIL images; ``reference``: one image. Returns
+        frames at the input size: ``"pt"`` a float tensor [T,H,W,3] in [0,1], ``"np"`` a uint8 array [T,H,W,3],
+        ``"pil"`` a list of images. ``seed`` makes the run reproducible (noise drawn in the official order).
+        """
+        if output_type not in ("pt", "np", "pil"):
+            raise ReLumixError(f"output_type must be 'pt', 'np' or 'pil', got {output_type!r}")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        conditioning = self.encode(frames, reference, reference_index, settings, generator)
+        result = self.generate(conditioning, settings, generator, progress=progress, should_stop=should_stop)
+        if output_type == "np":
+            return to_numpy_uint8(result.frames)
+        if output_type == "pil":
+            return to_pil(result.frames)
+        return result.frames.permute(0, 2, 3, 1).contiguous()
