@@ -14,6 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def hidden_sibling(target: Path, tag: str = "") -> Path:
     """``.NAME.<random><tag>.partial`` beside ``target`` (``%`` dropped, so image-sequence patterns stay valid)."""
     return target.parent / f".{target.name.replace('%', '')}.{secrets.token_hex(4)}{tag}.partial"
@@ -36,9 +42,11 @@ def atomic_path(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     refuse_existing(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = hidden_sibling(target)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as for any new file
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
+        # Writers may have replaced the file with a private one (safetensors does): give it ordinary permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

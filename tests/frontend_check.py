@@ -36,7 +36,7 @@ import websocket
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
-PACK_NODES = ("LoadReLumixModel", "ReferenceReplace", "EmbeddingFuse", "ReLumixSampler")
+PACK_NODES = ("LoadReLumixModel", "ReferenceReplace", "EmbeddingFuse", "ReLumixSampler", "ReLumixSimpleRelight")
 # Nodes from kijai/ComfyUI-IC-Light, which the iclight workflow needs and which are not part of ComfyUI itself.
 ICLIGHT_NODES = ("LoadAndApplyICLightUnet", "ICLightConditioning", "LightSource")
 WINDOW = (1600, 900)

@@ -31,8 +31,8 @@ from safetensors.torch import load_file, save_file
 
 import relumix_core.checkpoints.single_file as single_file
 from relumix_core.checkpoints.components import COMPONENTS
-from relumix_core.checkpoints.loading import LoadOptions, load_official, load_relumix
-from relumix_core.checkpoints.single_file import convert_checkpoint, save_folder, save_single_file
+from relumix_core.checkpoints.loading import LoadOptions, convert_checkpoint, load_official, load_relumix
+from relumix_core.checkpoints.single_file import save_folder, save_single_file
 from relumix_core.checkpoints.svd_init import init_from_sgm_state
 from relumix_core.checkpoints.tensor_source import DictSource
 from relumix_core.errors import CheckpointError

@@ -1,8 +1,7 @@
 """The pack inside a real ComfyUI server (skipped unless COMFYUI_DIR and COMFYUI_PYTHON are set).
 
 Uses ../shared/tools/comfy_harness.py: the pack is linked into custom_nodes and the basic and long API workflows run
-as shipped, on the bundled relumix-tiny, with only the video and the steps changed. Until those weights are committed,
-a random tiny model placed in models/relumix stands in (at a 64 px processing size). A third run with far too many
+as shipped, on the bundled relumix-tiny, with only the video and the steps changed. A third run with far too many
 steps is interrupted by the harness's timeout, and the workflow after it must still succeed.
 """
 
@@ -16,19 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from frontend_check import PACK_NODES
 from PIL import Image
 
-from relumix_core.checkpoints import bundled
-from relumix_core.cli.main import main
 from relumix_core.media.video_io import read_video, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO.parent / "shared" / "tools" / "comfy_harness.py"
 COMFY_DIR = os.environ.get("COMFYUI_DIR")
 COMFY_PYTHON = os.environ.get("COMFYUI_PYTHON")
-TINY = "relumix-tiny-random-test.safetensors"
-#: Until relumix-tiny is committed, a random tiny model stands in for it (processed at 64 px).
-STAND_IN = not (bundled.BUNDLED_DIR / bundled.TINY_FILE).is_file()
 FRAMES = {"relumix_basic": 8, "relumix_long_video": 30}
 
 pytestmark = pytest.mark.skipif(
@@ -42,11 +37,7 @@ def _patched(name: str, steps: int, video: str, out: Path) -> Path:
     wf = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
     for node in wf.values():
         kind, inputs = node["class_type"], node["inputs"]
-        if kind == "LoadReLumixModel" and STAND_IN:
-            inputs["checkpoint"] = TINY
-        elif kind == "EmbeddingFuse" and STAND_IN:
-            inputs["resolution"], inputs["size"] = "custom", 64
-        elif kind == "ReLumixSampler":
+        if kind == "ReLumixSampler":
             inputs["steps"] = steps
         elif kind == "LoadVideo":
             inputs["file"] = video
@@ -57,11 +48,6 @@ def _patched(name: str, steps: int, video: str, out: Path) -> Path:
 
 
 def test_basic_and_long_workflows_run_in_real_comfyui(tmp_path: Path) -> None:
-    models = Path(COMFY_DIR) / "models" / "relumix"
-    models.mkdir(parents=True, exist_ok=True)
-    model = models / TINY
-    if STAND_IN:
-        assert main(["init-tiny", str(model), "--overwrite"]) == 0
     yy, xx = np.mgrid[0:48, 0:80]
     for name, frames in FRAMES.items():
         clip = np.stack([np.stack([(xx * 3 + t * 4) % 256, yy * 5 % 256, (xx + yy) % 256], -1) for t in range(frames)])
@@ -80,13 +66,9 @@ def test_basic_and_long_workflows_run_in_real_comfyui(tmp_path: Path) -> None:
         *[arg for name in FRAMES for arg in ("--input", str(tmp_path / f"{name}_in.mp4"))],
         "--input", str(tmp_path / "relumix_reference.png"),
         *[arg for wf in workflows for arg in ("--workflow", str(wf))],
-        *[arg for node in ("LoadReLumixModel", "ReferenceReplace", "EmbeddingFuse", "ReLumixSampler")
-          for arg in ("--expect-node", node)],
+        *[arg for node in PACK_NODES for arg in ("--expect-node", node)],
     ]
-    try:
-        subprocess.run(command, capture_output=True, text=True, timeout=900)
-    finally:
-        model.unlink(missing_ok=True)
+    subprocess.run(command, capture_output=True, text=True, timeout=900)
     summary = json.loads((tmp_path / "summary.json").read_text())
     (REPO / "out").mkdir(exist_ok=True)
     (REPO / "out" / "real_comfyui_summary.json").write_text(json.dumps(summary, indent=2))

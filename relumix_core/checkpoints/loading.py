@@ -2,371 +2,65 @@
 
 Formats: the official ``relumix.pth`` (sgm key layout), an official-layout ``.safetensors`` (whole engine or
 UNet only), the project's own single-file ``.safetensors`` (component prefixes, config in the header) and a
-diffusers-style folder. Every module is built on the meta device and receives the converted tensors with
-``load_state_dict(strict=True, assign=True)``, so the weights are never held twice. Identical copies in the
-official layout (the reference embedders, and the embedders' VAE encoder, which is the first stage's) are loaded
-once and linked (``ReLumixConfig.shared``).
+diffusers-style folder (:mod:`.official` and :mod:`.single_file` read them). Also the one-call conversion to the
+project's single-file format.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
+from ..models.precision import dtype_from_name
+from ..models.relumix import ReLumixModel
+from .bundled import resolve_model_path
+from .official import load_official
+from .report import FORMAT_NAME, LoadOptions, LoadReport
+from .single_file import load_folder, load_single_file, save_folder, save_single_file
+from .tensor_source import open_tensor_file
 
-from ..errors import CheckpointError
-from ..models.relumix import TRAINED_FRAMES, ReLumixConfig, ReLumixModel, set_submodule
-from .components import COMPONENTS, IGNORED_PREFIXES, ComponentSpec, component_for
-from .tensor_source import TensorSource, open_tensor_file
-
-#: Metadata value that marks the project's own single-file format.
-FORMAT_NAME = "relumix"
-FORMAT_VERSION = "1"
-
-
-@dataclass
-class LoadReport:
-    """What a load found: per component, and every key that was not used, with the reason."""
-
-    source: str
-    format: str
-    config: ReLumixConfig | None = None
-    loaded: dict[str, int] = field(default_factory=dict)
-    absent: list[str] = field(default_factory=list)
-    ignored: dict[str, list[str]] = field(default_factory=dict)
-    unexpected: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    gates: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    dtype: str = ""
-    converted: int = 0  # source tensors that went into a module
-
-    def ignore(self, reason: str, key: str) -> None:
-        self.ignored.setdefault(reason, []).append(key)
-
-    def summary(self) -> str:
-        lines = [f"Loaded {self.source} ({self.format}, {self.dtype})"]
-        for name, count in self.loaded.items():
-            lines.append(f"  {name}: {count} tensors")
-        for name in self.absent:
-            lines.append(f"  {name}: not in this checkpoint ({COMPONENTS[name].role})")
-        if self.gates:
-            lines.append(
-                f"  gates: {self.gates['gated']} of {self.gates['attention_modules']} attention modules gated"
-                + (f"; plain attention in {len(self.gates['ungated'])} ({self.gates['ungated_kinds']})"
-                   if self.gates["ungated"] else "")
-            )
-        if self.config is not None and "unet" in self.config.components:
-            u = self.config.unet
-            lines.append(
-                f"  UNet config: in {u.in_channels}, channels {list(u.block_out_channels)}, context {u.context_dim}, "
-                f"vector {u.adm_in_channels}, head width {u.num_head_channels} (not inferable; override if needed)"
-            )
-        lines.extend(f"  note: {n}" for n in self.notes)
-        for reason, keys in self.ignored.items():
-            lines.append(f"  ignored {len(keys)} keys: {reason} (e.g. {keys[0]})")
-        if self.unexpected:
-            lines.append(f"  unexpected {len(self.unexpected)} keys: {self.unexpected[:5]}")
-        if self.missing:
-            lines.append(f"  missing {len(self.missing)} keys: {self.missing[:5]}")
-        return "\n".join(lines)
-
-
-@dataclass
-class LoadOptions:
-    """How to materialise the weights, and config values that cannot be inferred from shapes."""
-
-    dtype: torch.dtype | None = None  # None: as stored
-    device: torch.device | str = "cpu"
-    num_head_channels: int = 64  # UNet head width; the authors use 64
-    clip_head_width: int | None = None  # None: ViT-H/14's 80
-    fps_embed_dim: int | None = None  # None: a third of the vector width (256 of 768)
-    components: tuple[str, ...] | None = None  # None: all that the checkpoint has
-    trained_frames: int | None = None  # None: as stored (project formats) or ReLumix's 14 (official layout)
-
-    def __post_init__(self) -> None:
-        if self.trained_frames is not None and (not isinstance(self.trained_frames, int) or self.trained_frames < 1):
-            raise ValueError(f"trained_frames must be a positive number of frames, not {self.trained_frames!r}")
-
-    def wants(self, name: str) -> bool:
-        return self.components is None or name in self.components
+__all__ = ["LoadOptions", "LoadReport", "convert_checkpoint", "load_official", "load_relumix"]
 
 
 def load_relumix(path: str | Path, **options: Any) -> tuple[ReLumixModel, LoadReport]:
     """Load any supported ReLumix checkpoint, or the bundled one by name (``"relumix-tiny"``).
     Options: see :class:`LoadOptions`."""
-    from .bundled import resolve_model_path
-
     opts = LoadOptions(**options)
     path = resolve_model_path(path)
     if path.is_dir():
-        from .single_file import load_folder
-
         return load_folder(path, opts)
     source = open_tensor_file(path)
     if source.metadata.get("format") == FORMAT_NAME:
-        from .single_file import load_single_file
-
         return load_single_file(source, opts)
     return load_official(source, opts)
 
 
-# ------------------------------------------------------------------------------------------- official layout
+def convert_checkpoint(
+    src: str | Path, dst: str | Path, dtype: str | None = None, overwrite: bool = False,
+    detail_sigma: float | None = None, default_steps: int | None = None, **load_options: object
+) -> LoadReport:
+    """Convert any supported checkpoint to the single-file format (or a folder if ``dst`` ends with '/').
 
-
-def _unet_prefix(source: TensorSource) -> str:
-    if any(k.startswith("model.diffusion_model.") for k in source):
-        return "model.diffusion_model."
-    if "input_blocks.0.0.weight" in source:
-        return ""  # a bare UNet state dict
-    sample = ", ".join(list(source)[:3])
-    raise CheckpointError(
-        f"{source.path} is not a ReLumix checkpoint: it has no UNet (no 'model.diffusion_model.*' keys; "
-        f"found e.g. {sample}). Expected the official relumix.pth or a file made by 'relumix convert'."
-    )
-
-
-def _check_is_relumix_unet(shapes: Mapping[str, tuple[int, ...]], path: Path) -> None:
-    """Recognise the usual wrong files (image UNets, stock SVD) before trying to build anything."""
-    if not any("time_stack" in k for k in shapes):
-        raise CheckpointError(
-            f"{path} holds an image (2-D) UNet, e.g. Stable Diffusion 1.x/2.x, not a video UNet. "
-            "Expected the ReLumix checkpoint (relumix.pth from huggingface.co/lez/relumix)."
-        )
-    conv_in = shapes.get("input_blocks.0.0.weight")
-    if conv_in is None or len(conv_in) != 4:
-        raise CheckpointError(f"{path}: UNet input convolution missing or malformed")
-    if conv_in[1] != 12:
-        hint = (
-            " This looks like stock Stable Video Diffusion (8 input channels); ReLumix is a fine-tune with 12. "
-            "To start training from SVD, use relumix_core.checkpoints.svd_init."
-            if conv_in[1] == 8
-            else ""
-        )
-        raise CheckpointError(f"{path}: the UNet takes {conv_in[1]} input channels; ReLumix takes 12.{hint}")
-    if not any(k.endswith(".gate") for k in shapes):
-        raise CheckpointError(
-            f"{path}: the video UNet has no attention gates, so it is not ReLumix (12-channel SVD variant?)"
-        )
-
-
-def _same_tensors(source: TensorSource, prefix_a: str, prefix_b: str, names: list[str]) -> bool | None:
-    """Whether ``prefix_a + name`` and ``prefix_b + name`` hold equal tensors for every name, and nothing else is
-    under either prefix; None when the source has shapes only. Reads two tensors at a time, never a whole copy."""
-    if len([k for k in source if k.startswith(prefix_a)]) != len([k for k in source if k.startswith(prefix_b)]):
-        return False
-    for name in names:
-        a, b = prefix_a + name, prefix_b + name
-        if a not in source or source.shape(a) != source.shape(b):
-            return False
-        tensor_a, tensor_b = source[a], source[b]
-        if tensor_a.is_meta or tensor_b.is_meta:
-            return None  # shapes only (key manifests): nothing to compare
-        if not torch.equal(tensor_a, tensor_b):
-            return False
-    return True
-
-
-def _differs_note(name: str, other: str, same: bool | None) -> str:
-    if same is None:
-        return f"{name} cannot be compared with {other} (shapes only), so both copies are loaded"
-    return f"{name} differs from {other} in this checkpoint, so both copies are loaded"
-
-
-def _shared_submodules(
-    spec: ComponentSpec,
-    keys: list[str],
-    prefixes: Mapping[str, str],
-    source: TensorSource,
-    modules: Mapping[str, nn.Module],
-    shared: dict[str, str],
-    report: LoadReport,
-) -> dict[str, nn.Module]:
-    """Submodules of ``spec`` whose tensors repeat an already loaded component's (``spec.duplicate_submodules``):
-    the owners' modules by path, each link added to ``shared``. Compared before building, tensor by tensor."""
-    links: dict[str, nn.Module] = {}
-    for sub, target in spec.duplicate_submodules:
-        owner, _, owner_sub = target.partition(".")
-        own_prefix = prefixes[spec.name] + sub + "."
-        names = [k[len(own_prefix) :] for k in keys if k.startswith(own_prefix)]
-        if owner not in modules or not names:
-            continue
-        path = f"{spec.name}.{sub}"
-        same = _same_tensors(source, prefixes[owner] + owner_sub + ".", own_prefix, names)
-        if same:
-            links[sub] = modules[owner].get_submodule(owner_sub)
-            shared[path] = target
-            report.notes.append(f"{path} is identical to {target}: loaded once, one module for both")
-            for key in keys:
-                if key.startswith(own_prefix):
-                    report.ignore(f"duplicate encoder copy: {path} is identical to {target}", key)
-        else:
-            report.notes.append(_differs_note(path, target, same))
-    return links
-
-
-def group_by_component(source: TensorSource, unet_prefix: str, report: LoadReport) -> dict[str, list[str]]:
-    """Sort official-layout keys by component; known non-inference keys go to the report as ignored, the rest
-    as unexpected. ``unet_prefix`` "" means a bare UNet state dict (every key is the UNet's)."""
-    grouped: dict[str, list[str]] = {name: [] for name in COMPONENTS}
-    for key in source:
-        spec = COMPONENTS["unet"] if unet_prefix == "" else component_for(key)
-        ignored_reason = next((r for p, r in IGNORED_PREFIXES.items() if key.startswith(p)), None)
-        if ignored_reason is not None:
-            report.ignore(ignored_reason, key)
-        elif spec is None:
-            report.unexpected.append(key)
-        else:
-            grouped[spec.name].append(key)
-    return grouped
-
-
-def load_official(source: TensorSource, opts: LoadOptions) -> tuple[ReLumixModel, LoadReport]:
-    """Convert an official-layout state dict (sgm names) while loading it."""
-    report = LoadReport(str(source.path), "official sgm layout")
-    unet_prefix = _unet_prefix(source)
-    prefixes = {name: spec.sgm_prefix for name, spec in COMPONENTS.items()}
-    prefixes["unet"] = unet_prefix
-    grouped = group_by_component(source, unet_prefix, report)
-
-    unet_shapes = {k[len(unet_prefix) :]: source.shape(k) for k in grouped["unet"]}
-    _check_is_relumix_unet(unet_shapes, source.path)
-
-    config = ReLumixConfig()
-    modules: dict[str, nn.Module] = {}
-    infer_options = {"num_head_channels": opts.num_head_channels, "clip_head_width": opts.clip_head_width}
-    for name, spec in COMPONENTS.items():
-        keys = grouped[name]
-        if not keys or not opts.wants(name):
-            if keys:
-                for key in keys:
-                    report.ignore(f"{name} not requested", key)
-            else:
-                report.absent.append(name)
-            continue
-        relative = [k[len(prefixes[name]) :] for k in keys]
-        if spec.duplicate_of and spec.duplicate_of in modules:
-            same = _same_tensors(source, prefixes[spec.duplicate_of], prefixes[name], relative)
-            if same:
-                config.shared[name] = spec.duplicate_of
-                for key in keys:
-                    report.ignore(f"duplicate embedder copy: {name} is identical to {spec.duplicate_of}", key)
-                continue
-            report.notes.append(_differs_note(name, spec.duplicate_of, same))
-        shapes = {r: source.shape(k) for r, k in zip(relative, keys, strict=True)}
-        component_config = spec.infer(shapes, infer_options)
-        config.components[name] = component_config
-        links = _shared_submodules(spec, keys, prefixes, source, modules, config.shared, report)
-        modules[name] = _build_and_load(spec, component_config, source, keys, relative, opts, report, links)
-
-    unet_config = config.unet
-    config.fps_embed_dim = opts.fps_embed_dim or unet_config.adm_in_channels // 3
-    config.cond_aug_embed_dim = unet_config.adm_in_channels - config.fps_embed_dim
-    config.trained_frames = TRAINED_FRAMES if opts.trained_frames is None else opts.trained_frames
-    _report_gates(report, modules["unet"])
-    report.config = config
-    report.dtype = str(next(modules["unet"].parameters()).dtype).replace("torch.", "")
-    if report.unexpected:
-        raise CheckpointError(
-            f"{source.path}: {len(report.unexpected)} keys belong to no ReLumix component "
-            f"(e.g. {report.unexpected[:3]}); is this really a ReLumix checkpoint?"
-        )
-    return ReLumixModel(config, modules), report
-
-
-def _build_and_load(
-    spec: ComponentSpec,
-    config: Any,
-    source: TensorSource,
-    keys: list[str],
-    relative: list[str],
-    opts: LoadOptions,
-    report: LoadReport,
-    links: Mapping[str, nn.Module] | None = None,
-) -> nn.Module:
-    """Build ``spec`` on meta and fill it tensor by tensor from ``source`` (cast as requested).
-
-    ``links`` maps submodule paths to already loaded modules that take their place; the source's tensors for those
-    submodules (the same relative names) are identical copies: they are not read (the caller reports them).
-    """
-    links = dict(links or {})
-    with torch.device("meta"):
-        module = spec.build(config)
-    for sub, owner in links.items():
-        set_submodule(module, sub, owner)
-    linked = tuple(sub + "." for sub in links)
-    state: dict[str, torch.Tensor] = {}
-    for key, rel in zip(keys, relative, strict=True):
-        if linked and rel.startswith(linked):
-            continue
-        if spec.is_unused(rel):
-            report.ignore(f"unused at inference ({spec.name})", key)
-            continue
-        try:
-            pairs = spec.convert(rel, source[key], config)
-        except KeyError:
-            report.unexpected.append(key)
-            continue
-        report.converted += 1
-        for target, tensor in pairs:
-            state[target] = _materialise(tensor, opts)
-    if spec.extra is not None:
-        dtype = opts.dtype or next(iter(state.values())).dtype
-        state.update({k: v.to(opts.device) for k, v in spec.extra(config, dtype).items()})
-    return load_into(module, state, f"{source.path} [{spec.name}]", report, tuple(links))
-
-
-def _materialise(tensor: torch.Tensor, opts: LoadOptions) -> torch.Tensor:
-    dtype = opts.dtype if opts.dtype is not None and tensor.is_floating_point() else tensor.dtype
-    return tensor.to(device=opts.device, dtype=dtype)
-
-
-def load_into(
-    module: nn.Module, state: dict[str, torch.Tensor], where: str, report: LoadReport, linked: tuple[str, ...] = ()
-) -> nn.Module:
-    """``load_state_dict(strict=True, assign=True)`` with a message that names the problem keys.
-
-    ``linked`` submodules (paths) hold another component's weights: they take no tensors and are not checked here;
-    every other tensor of ``module`` is required, and nothing else is accepted.
-    """
-    skip = tuple(sub + "." for sub in linked)
-    expected = {k: v for k, v in module.state_dict(keep_vars=True).items() if not k.startswith(skip)}
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or extra or wrong:
-        report.missing.extend(missing)
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[:3]})")
-        if extra:
-            details.append(f"{len(extra)} unexpected (e.g. {extra[:3]})")
-        if wrong:
-            k = wrong[0]
-            details.append(f"{len(wrong)} with wrong shapes (e.g. {k}: {tuple(state[k].shape)} vs "
-                           f"{tuple(expected[k].shape)})")
-        raise CheckpointError(f"{where}: the weights do not fit the model: " + "; ".join(details))
-    module.load_state_dict(state, strict=not linked, assign=True)  # the checks above are the strict ones
-    report.loaded[where.rsplit("[", 1)[-1].rstrip("]")] = len(state)
-    return module.eval().requires_grad_(False)
-
-
-def _report_gates(report: LoadReport, unet: nn.Module) -> None:
-    config = unet.relumix_config
-    ungated = list(config.ungated_attention)
-    kinds = sorted({"temporal" if ".temporal_transformer_blocks." in n else "spatial" for n in ungated})
-    report.gates = {
-        "gated": len(unet.gated_attention),
-        "attention_modules": len(unet.gated_attention) + len(ungated),
-        "ungated": ungated,
-        "ungated_kinds": ", ".join(kinds),
-    }
-    if ungated:
-        report.notes.append(
-            f"{len(ungated)} attention modules have no gate in this checkpoint ({', '.join(kinds)}); they use plain "
-            "attention, as the official code does without xformers (quirk Q1)"
-        )
+    ``detail_sigma`` and ``default_steps`` record the detail-transfer radius and the sampling steps the model is
+    meant to run with (see :class:`ReLumixConfig`); ``None`` keeps the source's."""
+    if detail_sigma is not None and not 0 <= detail_sigma < float("inf"):
+        raise ValueError(f"detail_sigma must be 0 (off) or a positive number of pixels, got {detail_sigma}")
+    if default_steps is not None and default_steps < 1:
+        raise ValueError(f"default_steps must be at least 1, got {default_steps}")
+    torch_dtype = dtype_from_name(dtype) if dtype is not None else None
+    dst_path = Path(dst).expanduser()
+    to_folder = str(dst).endswith(("/", os.sep)) or dst_path.is_dir()
+    if not overwrite and dst_path.exists() and (not to_folder or any(dst_path.iterdir())):
+        # Before loading: refusing after minutes of conversion would waste them.
+        raise FileExistsError(f"{dst_path} already exists; choose another name or pass overwrite=True (--overwrite)")
+    model, report = load_relumix(src, dtype=torch_dtype, **load_options)
+    if detail_sigma is not None:
+        model.config.detail_sigma = float(detail_sigma)
+    if default_steps is not None:
+        model.config.default_steps = int(default_steps)
+    if to_folder:
+        save_folder(model, dst_path, overwrite=overwrite)
+    else:
+        save_single_file(model, dst_path, overwrite=overwrite)
+    return report

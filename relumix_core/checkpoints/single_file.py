@@ -15,48 +15,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..atomic import atomic_path, hidden_sibling
 from ..errors import CheckpointError
 from ..models.relumix import ReLumixConfig, ReLumixModel
 from .components import COMPONENTS
-from .loading import FORMAT_NAME, FORMAT_VERSION, LoadOptions, LoadReport, _materialise, _report_gates, load_into
+from .report import FORMAT_NAME, FORMAT_VERSION, LoadOptions, LoadReport, load_into, materialise, report_gates
 from .tensor_source import SafetensorsSource, TensorSource, open_tensor_file
 
 FOLDER_WEIGHTS = "diffusion_pytorch_model.safetensors"
 FOLDER_INDEX = "model_index.json"
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_path(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it only if the block succeeds."""
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; choose another name or pass overwrite=True (--overwrite)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
 
 
 def component_state(model: ReLumixModel, name: str, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
@@ -108,7 +81,7 @@ def _load_components(
         source, prefix = tensor_for[name]
         with torch.device("meta"):
             module = COMPONENTS[name].build(config.components[name])
-        state = {k[len(prefix) :]: _materialise(source[k], opts) for k in source if k.startswith(prefix)}
+        state = {k[len(prefix) :]: materialise(source[k], opts) for k in source if k.startswith(prefix)}
         linked = []
         for sub in config.linked_submodules(name):
             owner = config.owner(f"{name}.{sub}")
@@ -121,7 +94,7 @@ def _load_components(
             owner_source, owner_prefix = tensor_for[owner_name]
             head = owner_prefix + (owner_sub + "." if owner_sub else "")
             state.update(
-                {f"{sub}.{k[len(head) :]}": _materialise(owner_source[k], opts) for k in owner_source
+                {f"{sub}.{k[len(head) :]}": materialise(owner_source[k], opts) for k in owner_source
                  if k.startswith(head)}
             )
             del config.shared[f"{name}.{sub}"]
@@ -137,7 +110,7 @@ def _load_components(
     }
     if opts.trained_frames is not None:
         config.trained_frames = opts.trained_frames
-    _report_gates(report, modules["unet"])
+    report_gates(report, modules["unet"])
     report.config = config
     report.dtype = str(next(modules["unet"].parameters()).dtype).replace("torch.", "")
     return ReLumixModel(config, modules)
@@ -178,7 +151,8 @@ def save_folder(model: ReLumixModel, folder: str | Path, dtype: torch.dtype | No
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} exists and is not empty; pass overwrite=True (--overwrite)")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    tmp = hidden_sibling(folder)
+    tmp.mkdir()
     try:
         for name in model.unique_components():
             sub = tmp / name
@@ -191,7 +165,6 @@ def save_folder(model: ReLumixModel, folder: str | Path, dtype: torch.dtype | No
         if folder.exists() and not any(folder.iterdir()):
             folder.rmdir()
         if not folder.exists():
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
             os.replace(tmp, folder)
             return folder
         # Overwrite in place: drop the old index first, so that a folder caught half-way never looks loadable.
@@ -225,41 +198,5 @@ def load_folder(folder: Path, opts: LoadOptions) -> tuple[ReLumixModel, LoadRepo
     return _load_components(config, tensor_for, opts, report), report
 
 
-def convert_checkpoint(
-    src: str | Path, dst: str | Path, dtype: str | None = None, overwrite: bool = False,
-    detail_sigma: float | None = None, default_steps: int | None = None, **load_options: object
-) -> LoadReport:
-    """Convert any supported checkpoint to the single-file format (or a folder if ``dst`` ends with '/').
-
-    ``detail_sigma`` and ``default_steps`` record the detail-transfer radius and the sampling steps the model is
-    meant to run with (see :class:`ReLumixConfig`); ``None`` keeps the source's."""
-    if detail_sigma is not None and not 0 <= detail_sigma < float("inf"):
-        raise ValueError(f"detail_sigma must be 0 (off) or a positive number of pixels, got {detail_sigma}")
-    if default_steps is not None and default_steps < 1:
-        raise ValueError(f"default_steps must be at least 1, got {default_steps}")
-    torch_dtype = None
-    if dtype is not None:
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-        torch_dtype = DTYPES[dtype]
-    from .loading import load_relumix
-
-    dst_path = Path(dst).expanduser()
-    to_folder = str(dst).endswith(("/", os.sep)) or dst_path.is_dir()
-    if not overwrite and dst_path.exists() and (not to_folder or any(dst_path.iterdir())):
-        # Before loading: refusing after minutes of conversion would waste them.
-        raise FileExistsError(f"{dst_path} already exists; choose another name or pass overwrite=True (--overwrite)")
-    model, report = load_relumix(src, dtype=torch_dtype, **load_options)
-    if detail_sigma is not None:
-        model.config.detail_sigma = float(detail_sigma)
-    if default_steps is not None:
-        model.config.default_steps = int(default_steps)
-    if to_folder:
-        save_folder(model, dst_path, overwrite=overwrite)
-    else:
-        save_single_file(model, dst_path, overwrite=overwrite)
-    return report
-
-
-__all__ = ["convert_checkpoint", "load_folder", "load_single_file", "open_tensor_file", "save_folder",
+__all__ = ["load_folder", "load_single_file", "open_tensor_file", "save_folder",
            "save_single_file"]

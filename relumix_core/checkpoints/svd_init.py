@@ -28,7 +28,6 @@ the result depends only on the SVD weights and the seed, not on the file format 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -39,23 +38,23 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..models.clip import CLIPTowerConfig, build_image_encoder
+from ..models.clip import build_image_encoder
 from ..models.relumix import ReLumixConfig, ReLumixModel, set_submodule
-from ..models.unet import UNetConfig, attention_module_names, build_unet
+from ..models.unet import UNetConfig, build_unet
 from ..models.vae import SCALE_FACTOR, VAEConfig, build_latent_encoder, build_temporal_vae
 from .components import COMPONENTS
 from .convert.unet import UNetKeyMapper, infer_unet_config
-from .loading import (
-    FORMAT_NAME,
-    LoadOptions,
-    LoadReport,
-    _build_and_load,
-    _materialise,
-    _report_gates,
-    _shared_submodules,
-    group_by_component,
-    load_into,
+from .diffusers_configs import (
+    CLIP_FILES,
+    UNET_FILES,
+    clip_config_from_transformers,
+    read_json,
+    unet_config_from_diffusers,
+    vae_config_from_diffusers,
+    weights_file,
 )
+from .official import build_and_load, group_by_component, shared_submodules
+from .report import FORMAT_NAME, LoadOptions, LoadReport, load_into, materialise, report_gates
 from .tensor_source import TensorSource, open_tensor_file
 
 #: Standard deviation of the newly added weights (new conv_in channels, new halves of attn2 k/v).
@@ -63,13 +62,6 @@ NEW_WEIGHT_STD = 0.02
 #: Initial value of every attention gate.
 GATE_INIT = 1.0
 
-UNET_FILES = (
-    "diffusion_pytorch_model.safetensors",
-    "diffusion_pytorch_model.fp16.safetensors",
-    "diffusion_pytorch_model.bin",
-    "diffusion_pytorch_model.fp16.bin",
-)
-CLIP_FILES = ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin", "pytorch_model.fp16.bin")
 _KV_WEIGHT = re.compile(r"\.attn2\.to_[kv]\.weight$")
 _GATE = re.compile(r"\.processor\.(gate|gate_activation\.weight|gate_activation\.bias)$")
 _ALREADY_RELUMIX = ("already a ReLumix model; load it with relumix_core.checkpoints.loading.load_relumix instead of "
@@ -233,8 +225,8 @@ def init_from_sgm_state(
         spec = COMPONENTS[name]
         relative = [k[len(spec.sgm_prefix) :] for k in keys]
         configs[name] = spec.infer({r: source.shape(k) for r, k in zip(relative, keys, strict=True)}, infer_options)
-        shared = _shared_submodules(spec, keys, prefixes, source, modules, links, report)
-        modules[name] = _build_and_load(spec, configs[name], source, keys, relative, opts, report, shared)
+        shared = shared_submodules(spec, keys, prefixes, source, modules, links, report)
+        modules[name] = build_and_load(spec, configs[name], source, keys, relative, opts, report, shared)
     return _assemble(svd_config, configs, modules, report, SCALE_FACTOR, links), report
 
 
@@ -275,7 +267,7 @@ def _init_unet(
             state[name] = _gate_tensor(name, shape, expected, generator, unet_dtype, opts.device)
             gates += name.endswith(".gate")
             continue
-        tensor = _materialise(get(name), opts)
+        tensor = materialise(get(name), opts)
         if tuple(tensor.shape) != shape and (name == "conv_in.weight" or _KV_WEIGHT.search(name)):
             tensor = _widen(tensor, shape, generator)
             kv += name != "conv_in.weight"
@@ -371,135 +363,10 @@ def _assemble(
     config.fps_embed_dim = svd.adm_in_channels // 3
     config.cond_aug_embed_dim = svd.adm_in_channels - config.fps_embed_dim
     report.absent = [n for n in COMPONENTS if n not in modules and n not in config.shared]
-    _report_gates(report, modules["unet"])
+    report_gates(report, modules["unet"])
     report.config = config
     report.dtype = str(next(modules["unet"].parameters()).dtype).replace("torch.", "")
     return ReLumixModel(config, modules)
-
-
-# ------------------------------------------------------------------------------------------------ diffusers
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path} cannot be read as JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} is not a JSON object")
-    return data
-
-
-def _weights_file(folder: Path, names: tuple[str, ...]) -> Path:
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    if any(folder.glob("*.index.json")):
-        raise CheckpointError(f"{folder}: sharded weights are not supported; expected one of {list(names)}")
-    raise CheckpointError(f"{folder}: no weights file; expected one of {list(names)}")
-
-
-def _per_level(value: Any, levels: int, what: str, where: Path) -> tuple[int, ...]:
-    values = (value,) * levels if isinstance(value, int) else tuple(value)
-    if len(values) != levels or not all(isinstance(v, int) for v in values):
-        raise CheckpointError(f"{where}: {what} {value!r} is not one integer per level ({levels} levels)")
-    return values
-
-
-def unet_config_from_diffusers(data: Mapping[str, Any], where: Path) -> UNetConfig:
-    """The SVD :class:`UNetConfig` (all attention ungated) of a diffusers ``UNetSpatioTemporalConditionModel``."""
-    cls = data.get("_class_name", "UNetSpatioTemporalConditionModel")
-    if cls != "UNetSpatioTemporalConditionModel":
-        kind = "an image (2-D) UNet, not SVD" if cls.startswith("UNet2D") else "not SVD's UNet"
-        raise CheckpointError(f"{where}: the UNet is a {cls}: {kind} (expected UNetSpatioTemporalConditionModel)")
-    try:
-        down = list(data["down_block_types"])
-        channels = tuple(int(c) for c in data["block_out_channels"])
-        levels = len(channels)
-        heads = _per_level(data["num_attention_heads"], levels, "num_attention_heads", where)
-        depth = _per_level(data.get("transformer_layers_per_block", 1), levels, "transformer_layers_per_block", where)
-        res_blocks = set(_per_level(data.get("layers_per_block", 2), levels, "layers_per_block", where))
-        context = data.get("cross_attention_dim", 1024)
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{where}: incomplete UNet config ({err!r})") from None
-    known = {"CrossAttnDownBlockSpatioTemporal": True, "DownBlockSpatioTemporal": False}
-    if len(down) != levels or any(t not in known for t in down):
-        raise CheckpointError(f"{where}: unsupported down_block_types {down}")
-    head_widths = {c // h for c, h in zip(channels, heads, strict=True) if c % h == 0}
-    if len(head_widths) != 1 or any(c % h for c, h in zip(channels, heads, strict=True)):
-        raise CheckpointError(f"{where}: heads {list(heads)} do not give one head width for channels {list(channels)}")
-    if len(res_blocks) != 1 or not isinstance(context, int):
-        raise CheckpointError(f"{where}: per-level layers_per_block / cross_attention_dim are not supported")
-    if channels[0] == 0 or any(c % channels[0] for c in channels):
-        raise CheckpointError(f"{where}: block_out_channels {list(channels)} are not multiples of the first")
-    attention = tuple(known[t] for t in down)
-    config = UNetConfig(
-        in_channels=int(data.get("in_channels", 8)),
-        out_channels=int(data.get("out_channels", 4)),
-        model_channels=channels[0],
-        channel_mult=tuple(c // channels[0] for c in channels),
-        num_res_blocks=res_blocks.pop(),
-        attention_levels=attention,
-        transformer_depth=tuple(d if a else depth[-1] for d, a in zip(depth, attention, strict=True)),
-        num_head_channels=head_widths.pop(),
-        context_dim=context,
-        adm_in_channels=int(data.get("projection_class_embeddings_input_dim", 768)),
-    )
-    config = UNetConfig.from_dict({**config.to_dict(), "ungated_attention": attention_module_names(config)})
-    built = config.diffusers_kwargs()
-    if "up_block_types" in data and list(data["up_block_types"]) != list(built["up_block_types"]):
-        raise CheckpointError(f"{where}: up_block_types {data['up_block_types']} do not mirror {down}")
-    return config
-
-
-def vae_config_from_diffusers(data: Mapping[str, Any], where: Path) -> VAEConfig:
-    """The first-stage :class:`VAEConfig` of a diffusers ``AutoencoderKLTemporalDecoder``."""
-    cls = data.get("_class_name", "AutoencoderKLTemporalDecoder")
-    if cls != "AutoencoderKLTemporalDecoder":
-        raise CheckpointError(f"{where}: the VAE is a {cls}; SVD's is an AutoencoderKLTemporalDecoder")
-    down = list(data.get("down_block_types", ["DownEncoderBlock2D"] * 4))
-    if any(t != "DownEncoderBlock2D" for t in down):
-        raise CheckpointError(f"{where}: unsupported VAE down_block_types {down}")
-    layers = int(data.get("layers_per_block", 2))
-    if layers != 2:
-        raise CheckpointError(
-            f"{where}: layers_per_block {layers}: diffusers then builds a mid block with {layers} resnets, sgm's has 2"
-        )
-    channels = tuple(int(c) for c in data.get("block_out_channels", (128, 256, 512, 512)))
-    if len(channels) != len(down):
-        raise CheckpointError(f"{where}: {len(channels)} block_out_channels for {len(down)} down blocks")
-    return VAEConfig(
-        in_channels=int(data.get("in_channels", 3)),
-        out_channels=int(data.get("out_channels", 3)),
-        ch=channels[0],
-        block_out_channels=channels,
-        num_res_blocks=layers,
-        z_channels=int(data.get("latent_channels", 4)),
-    )
-
-
-def clip_config_from_transformers(data: Mapping[str, Any], where: Path) -> CLIPTowerConfig:
-    """The :class:`CLIPTowerConfig` of a transformers ``CLIPVisionModelWithProjection`` config."""
-    architectures = data.get("architectures") or ["CLIPVisionModelWithProjection"]
-    if "CLIPVisionModelWithProjection" not in architectures:
-        raise CheckpointError(f"{where}: image encoder is {architectures}; SVD's is a CLIPVisionModelWithProjection")
-    if data.get("hidden_act", "gelu") != "gelu":
-        raise CheckpointError(f"{where}: hidden_act {data['hidden_act']!r}; open_clip's ViT (SVD) uses exact 'gelu'")
-    try:
-        width, heads = int(data["hidden_size"]), int(data["num_attention_heads"])
-        return CLIPTowerConfig(
-            width=width,
-            layers=int(data["num_hidden_layers"]),
-            head_width=width // heads,
-            patch_size=int(data["patch_size"]),
-            image_size=int(data["image_size"]),
-            embed_dim=int(data["projection_dim"]),
-            intermediate_size=int(data.get("intermediate_size", 4 * width)),
-            num_channels=int(data.get("num_channels", 3)),
-            layer_norm_eps=float(data.get("layer_norm_eps", 1e-5)),
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{where}: incomplete CLIP vision config ({err!r})") from None
 
 
 def _load_module(
@@ -508,14 +375,14 @@ def _load_module(
 ) -> nn.Module:
     """Fill ``module`` (built on meta) from ``source``: ``names`` maps module names to source names; ``linked``
     submodules are another component's and take nothing."""
-    state = {target: _materialise(source[key], opts) for target, key in names.items()}
+    state = {target: materialise(source[key], opts) for target, key in names.items()}
     return load_into(module, state, f"{source.path} [{label}]", report, linked)
 
 
 def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) -> tuple[ReLumixModel, LoadReport]:
     """:func:`init_from_svd` for a diffusers SVD folder."""
     index = folder / "model_index.json"
-    if index.is_file() and _read_json(index).get("_class_name") == "ReLumixModel":
+    if index.is_file() and read_json(index).get("_class_name") == "ReLumixModel":
         raise CheckpointError(f"{folder} is a ReLumix folder: {_ALREADY_RELUMIX}")
     if not (folder / "unet" / "config.json").is_file():
         raise CheckpointError(
@@ -526,8 +393,8 @@ def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) 
     opts = LoadOptions(dtype=dtype)
 
     unet_dir = folder / "unet"
-    svd_config = unet_config_from_diffusers(_read_json(unet_dir / "config.json"), unet_dir / "config.json")
-    unet_source = open_tensor_file(_weights_file(unet_dir, UNET_FILES))
+    svd_config = unet_config_from_diffusers(read_json(unet_dir / "config.json"), unet_dir / "config.json")
+    unet_source = open_tensor_file(weights_file(unet_dir, UNET_FILES))
     _check_svd_unet(
         unet_dir,
         in_channels=svd_config.in_channels,
@@ -549,10 +416,10 @@ def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) 
     shared: dict[str, str] = {}
     vae_dir = folder / "vae"
     if (vae_dir / "config.json").is_file():
-        vae_json = _read_json(vae_dir / "config.json")
+        vae_json = read_json(vae_dir / "config.json")
         vae_config = vae_config_from_diffusers(vae_json, vae_dir / "config.json")
         scale_factor = float(vae_json.get("scaling_factor", SCALE_FACTOR))
-        source = open_tensor_file(_weights_file(vae_dir, UNET_FILES))
+        source = open_tensor_file(weights_file(vae_dir, UNET_FILES))
         with torch.device("meta"):
             vae = build_temporal_vae(vae_config)
         modules["vae"] = _load_module(vae, source, {k: k for k in source}, opts, "vae", report)
@@ -575,8 +442,8 @@ def _init_from_diffusers(folder: Path, *, seed: int, dtype: torch.dtype | None) 
 
     clip_dir = folder / "image_encoder"
     if (clip_dir / "config.json").is_file():
-        clip_config = clip_config_from_transformers(_read_json(clip_dir / "config.json"), clip_dir / "config.json")
-        source = open_tensor_file(_weights_file(clip_dir, CLIP_FILES))
+        clip_config = clip_config_from_transformers(read_json(clip_dir / "config.json"), clip_dir / "config.json")
+        source = open_tensor_file(weights_file(clip_dir, CLIP_FILES))
         with torch.device("meta"):
             clip = build_image_encoder(clip_config)
         names = {k: k for k in source if not k.endswith("position_ids")}

@@ -200,7 +200,7 @@ def run_demo(args: argparse.Namespace) -> int:
               "steps": args.steps or demo.pipeline.model.config.default_steps,
               "seed": args.seed, "seconds": round(elapsed, 1), "synthetic_clip": scores,
               "note": "means over frames 1.. (frame 0 is the reference itself)"}
-    from ..checkpoints.single_file import atomic_path
+    from ..atomic import atomic_path
 
     with atomic_path(out / "metrics.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(report, indent=1))

@@ -89,7 +89,7 @@ def _size(path: Path) -> str:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Any supported checkpoint -> the project's single file (or a folder): loading later needs no guessing."""
-    from ..checkpoints.single_file import convert_checkpoint
+    from ..checkpoints.loading import convert_checkpoint
 
     dst = Path(args.dst).expanduser()
     folder = _is_folder_target(args.dst)

@@ -76,7 +76,7 @@ class SceneIndex:
         return src, off if off < src else off + 1
 
 
-def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+def parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
     h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -151,7 +151,7 @@ class PairedVideoDataset(Dataset):
         self.num_frames = num_frames
         self.stride = stride
         self.span = (num_frames - 1) * stride + 1  # frames a clip covers from its start to its last frame
-        self.size = _parse_size(size)
+        self.size = parse_size(size)
         self.fit = fit
         self.cond_aug = float(cond_aug)
         self.reverse_prob = float(reverse_prob)

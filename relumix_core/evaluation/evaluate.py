@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.dataset import SceneIndex, _parse_size, index_scenes
+from ..atomic import write_text
+from ..data.dataset import SceneIndex, index_scenes, parse_size
 from ..errors import ReLumixError
 from ..pipeline.progress import ProgressFn
-from ._atomic import write_text
 from .baselines import BASELINES
 from .metrics import METRICS, clip_metrics, lpips_status, temporal_lpips, temporal_ssim
 from .plots import plot_curves, save_png, strip
@@ -119,7 +119,7 @@ def load_test_clips(
     if max_clips is not None and max_clips < 1:
         raise ReLumixError(f"max_clips must be at least 1, got {max_clips}")
     root = Path(root).expanduser()
-    hw = _parse_size(size)
+    hw = parse_size(size)
     scenes = index_scenes(root, num_frames)
     chosen = [_pairs_for_scene(s, root, pairs_per_scene, seed) for s in scenes]
     order = [(s, ks[r]) for r in range(pairs_per_scene) for s, ks in zip(scenes, chosen, strict=True) if r < len(ks)]

@@ -168,7 +168,7 @@ def strip(rows: dict[str, torch.Tensor], frames: list[int], scale: int = 1, gap:
 
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Write ``image`` as PNG via a hidden temporary file in the same folder, so a reader never sees half a file."""
-    from ..checkpoints.single_file import atomic_path
+    from ..atomic import atomic_path
 
     target = Path(path)
     with atomic_path(target, overwrite=True) as tmp:

@@ -13,7 +13,7 @@ from ..pipeline.settings import RelightSettings
 from .common import Fixture, ParityResult, compare
 from .conditioner import compare_conditioning
 from .engine import load_fixture_engine
-from .sampler import _state_tolerance
+from .sampler import state_tolerance
 
 REFERENCE_RANGES = {"ref01": "official", "refm11": "training"}
 
@@ -62,7 +62,7 @@ def check(fixture: Fixture) -> list[ParityResult]:
                 for name in ("x_in", "denoised"):
                     stored = f"{key}.step{i}.{name}"
                     if stored in t:
-                        tol = _state_tolerance(magnitude) if name == "x_in" and dtype == torch.float32 else None
+                        tol = state_tolerance(magnitude) if name == "x_in" and dtype == torch.float32 else None
                         results.append(compare(stored, step[name], t[stored], tol))
             results.append(compare(f"{key}.sampled_z", out.latents, t[f"{key}.sampled_z"]))
             results.append(compare(f"{key}.decoded_raw", out.decoded, t[f"{key}.decoded_raw"]))

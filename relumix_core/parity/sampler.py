@@ -55,12 +55,12 @@ def check(fixture: Fixture) -> list[ParityResult]:
                 if key in t:
                     ours = states[i] if name == "x_out" else record[name]
                     large = name in LARGE_STATES and dtype == torch.float32
-                    results.append(compare(key, ours, t[key], _state_tolerance(magnitude) if large else None))
+                    results.append(compare(key, ours, t[key], state_tolerance(magnitude) if large else None))
         results.append(compare(f"{prefix}.sample", sample, t[f"{prefix}.sample"]))
     return results
 
 
-def _state_tolerance(magnitude: float) -> float:
+def state_tolerance(magnitude: float) -> float:
     """Tolerance for float32 sampler states, which reach sigma_max * N(0,1) ~ 3e3.
 
     At that size one float32 ulp is 2.4e-4, and the Euler update rounds at the magnitude of x_in, so a 1e-5
