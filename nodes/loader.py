@@ -12,7 +12,6 @@ from . import services
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 OFFLOAD_MODES = ("keep on GPU", "offload between runs")
 REFERENCE_RANGES = ("official", "training")
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 @dataclass
@@ -35,7 +34,9 @@ class ReLumixHandle:
 def _dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    return _DTYPES[precision]
+    from relumix_core.models.precision import dtype_from_name
+
+    return dtype_from_name(precision)
 
 
 class LoadReLumixModel:

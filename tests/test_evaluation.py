@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from relumix_core.cli.eval import add_eval_arguments, run_eval
-from relumix_core.cli.main import _run
+from relumix_core.cli.common import run_command
+from relumix_core.cli.evaluate import add_eval_arguments, run_eval
 from relumix_core.data.synth import write_dataset
 from relumix_core.errors import ReLumixError
 from relumix_core.evaluation import (
@@ -336,7 +336,7 @@ def eval_main(*argv: str) -> int:
     """``relumix eval`` through the same error handling as the ``relumix`` command."""
     parser = argparse.ArgumentParser(prog="relumix eval")
     add_eval_arguments(parser)
-    return _run(run_eval, parser.parse_args(list(argv)))
+    return run_command(run_eval, parser.parse_args(list(argv)))
 
 
 @pytest.fixture(scope="module")

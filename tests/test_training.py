@@ -286,7 +286,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(vae_run, data_root, tm
     for text in tiny_overrides(data_root, out, **{"model.path": str(vae_run), "run.max_steps": 40,
                                                   "run.checkpoint_every": 1}):
         args += ["--set", text]
-    proc = subprocess.Popen([sys.executable, "-m", "relumix_core.cli.main", *args], cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "relumix_core", *args], cwd=REPO)
     deadline = time.time() + 240
     try:
         while time.time() < deadline and not (out / "checkpoints" / "step_0000002").exists():
@@ -312,7 +312,7 @@ def test_sigterm_saves_a_checkpoint_before_exiting(vae_run, data_root, tmp_path)
     for text in tiny_overrides(data_root, out, **{"model.path": str(vae_run), "run.max_steps": 1000,
                                                   "run.checkpoint_every": 1000, "run.log_every": 1}):
         args += ["--set", text]
-    proc = subprocess.Popen([sys.executable, "-m", "relumix_core.cli.main", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "relumix_core", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = out / "log.csv"
     deadline = time.time() + 240

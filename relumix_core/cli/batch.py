@@ -20,12 +20,11 @@ from typing import Any
 
 from ..errors import ReLumixError
 from .batch_jobs import LINE_FORMAT, Job, load_jobs, output_exists, split_jobs
+from .common import check_checkpoint_exists, exit_code, resolve_dtype, run_command
 from .relight import (
     add_model_arguments,
-    check_checkpoint_exists,
     load_pipeline,
     require_checkpoint,
-    resolve_dtype,
     settings_from_args,
 )
 
@@ -161,7 +160,7 @@ def _run_one(pipe: Any, job: Job, settings: Any, args: argparse.Namespace, bar: 
     try:
         written = _relight(pipe, job, settings, args, bar)
     except Exception as err:  # any job's failure (a bad file, out of memory) must not cost the other jobs
-        reason = f"{job.video}: {_one_line(err)}"
+        reason = f"{job.video}: {_failure_reason(err)}"
         bar.write(f"{tag}line {job.line}: FAILED {reason}", file=sys.stderr)
         if os.environ.get("RELUMIX_DEBUG"):
             traceback.print_exc()
@@ -198,7 +197,7 @@ def _print_summary(tally: Tally, total: int, seconds: float) -> None:
         print("  fix them and rerun with --skip-existing to do only the missing outputs")
 
 
-def _one_line(err: BaseException) -> str:
+def _failure_reason(err: BaseException) -> str:
     text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
     if isinstance(err, (ReLumixError, OSError)):
         return text or type(err).__name__
@@ -207,15 +206,23 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m relumix_core.cli.batch LIST ...``: the command without the rest of the CLI, for launchers."""
-    from .main import _exit_code, _run  # here, not at the top: cli may import this module
-
     parser = argparse.ArgumentParser(prog="relumix relight-batch", description=DESCRIPTION)
     add_batch_arguments(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:
-        return _exit_code(stop)
-    return _run(run_batch, args)
+        return exit_code(stop)
+    return run_command(run_batch, args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "relight-batch",
+        help="relight many videos from a job list (split across processes with accelerate launch)",
+        description=DESCRIPTION,
+    )
+    add_batch_arguments(parser)
+    parser.set_defaults(func=run_batch)
 
 
 if __name__ == "__main__":

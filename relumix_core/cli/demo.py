@@ -18,15 +18,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from ..errors import ReLumixError
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+if TYPE_CHECKING:
+    import torch
+
+#: The demo's clips ship with the library (relumix_core/assets).
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CLIP_FRAMES = 24
 PHOTO_SIZE = (96, 128)  # (height, width) of the panned photo clip
 OUTPUTS = ("synthetic/relit.mp4", "synthetic/strip.png", "photo/relit.mp4", "photo/strip.png", "metrics.json")
@@ -51,6 +51,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sprite(name: str, frames: int) -> torch.Tensor:
     """A bundled clip stored as frames side by side: [T, 3, H, W] in [0, 1]."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
     sheet = torch.from_numpy(np.array(Image.open(ASSETS / name).convert("RGB"))).permute(2, 0, 1).float() / 255
     side = sheet.shape[1]
     return torch.stack(sheet.split(side, dim=2)[:frames])
@@ -63,6 +67,10 @@ def synthetic_clip(frames: int = CLIP_FRAMES) -> tuple[torch.Tensor, torch.Tenso
 
 def panned_photo(frames: int = CLIP_FRAMES, size: tuple[int, int] = PHOTO_SIZE) -> torch.Tensor:
     """The bundled photograph as a slow pan with a gentle push-in: [T, 3, H, W] in [0, 1]."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
     photo = Image.open(ASSETS / "coffee.jpg").convert("RGB")
     h, w = size
     clip = []
@@ -90,6 +98,8 @@ class DemoModel:
 
 def load_demo_model(checkpoint: str | None, device: str) -> DemoModel:
     """The checkpoint, else the bundled relumix-tiny; an untrained relumix-tiny (said loudly) if neither exists."""
+    import torch
+
     from ..checkpoints.bundled import BUNDLED_DIR, TINY_FILE
     from ..checkpoints.loading import load_relumix
     from ..pipeline.pipeline import ReLumixPipeline
@@ -111,6 +121,8 @@ def load_demo_model(checkpoint: str | None, device: str) -> DemoModel:
 
 
 def _relight(pipeline, source: torch.Tensor, reference: torch.Tensor, steps: int | None, seed: int, label: str):
+    from tqdm import tqdm
+
     from ..pipeline.settings import RelightSettings
 
     with tqdm(desc=f"relighting {label}", unit="step", dynamic_ncols=True) as bar:
@@ -138,6 +150,8 @@ def _columns(frames: int, count: int = 6) -> list[int]:
 
 
 def _write_clip(folder: Path, clip: torch.Tensor, rows: dict[str, torch.Tensor]) -> None:
+    import numpy as np
+
     from ..evaluation.plots import save_png, strip
     from ..media.video_io import write_video
 
@@ -215,3 +229,12 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"done in {elapsed:.1f}s")
     return 0
 
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="relight two bundled clips with relumix-tiny and score the synthetic one against its ground truth",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_demo_arguments(parser)
+    parser.set_defaults(func=run_demo)

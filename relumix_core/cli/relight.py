@@ -1,8 +1,7 @@
 """``relumix relight``: relight a video file from one relit frame, with progress, at bounded memory.
 
-Kept apart from :mod:`relumix_core.cli.main` so that ``relumix --help`` stays instant: torch is imported only when the
-command runs. The output is checked before any work starts and written atomically at the end, so an interrupted
-or failed run leaves no file behind.
+torch is imported only when the command runs, so ``relumix --help`` stays instant. The output is checked before any
+work starts and written atomically at the end, so an interrupted or failed run leaves no file behind.
 """
 
 from __future__ import annotations
@@ -13,9 +12,8 @@ import time
 from typing import Any
 
 from ..errors import ReLumixError
+from .common import DEVICE_CHOICES, DTYPE_CHOICES, check_checkpoint_exists, device_and_dtype
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")
 #: Where the checkpoint is looked for when --checkpoint is not given.
 CHECKPOINT_ENV = "RELUMIX_CHECKPOINT"
 
@@ -86,26 +84,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
 
 
-def _device_and_dtype(device: str, dtype: str) -> tuple[Any, Any]:
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise ReLumixError("--device cuda: no CUDA GPU is available to torch here; use --device cpu")
-    return torch.device(device), resolve_dtype(device, dtype)
-
-
-def resolve_dtype(device: Any, dtype: str) -> Any:
-    """The torch dtype for a --dtype choice; ``auto`` is fp16 on CUDA (half the memory) and fp32 elsewhere."""
-    import torch
-
-    names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-    if dtype == "auto":
-        dtype = "fp16" if torch.device(device).type == "cuda" else "fp32"
-    return names[dtype]
-
-
 def require_checkpoint(args: argparse.Namespace) -> str:
     """--checkpoint or $RELUMIX_CHECKPOINT; missing both is the first thing to tell the user."""
     checkpoint = args.checkpoint or os.environ.get(CHECKPOINT_ENV)
@@ -115,13 +93,6 @@ def require_checkpoint(args: argparse.Namespace) -> str:
             "huggingface.co/lez/relumix, or a file made by 'relumix convert' / 'relumix init-tiny')"
         )
     return checkpoint
-
-
-def check_checkpoint_exists(checkpoint: str) -> None:
-    from ..checkpoints.bundled import resolve_model_path
-
-    if not resolve_model_path(checkpoint).exists():
-        raise ReLumixError(f"checkpoint {checkpoint} does not exist")
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -168,7 +139,7 @@ def run_relight(args: argparse.Namespace) -> int:
     if not 0 <= args.reference_index < frames.shape[0]:
         raise ReLumixError(f"--reference-index {args.reference_index} is outside {args.video}, which has "
                            f"{frames.shape[0]} frames (use 0..{frames.shape[0] - 1})")
-    device, dtype = _device_and_dtype(args.device, args.dtype)
+    device, dtype = device_and_dtype(args.device, args.dtype)
     pipe = load_pipeline(checkpoint, args, device, dtype)
     print(f"relighting {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} from {args.reference} "
           f"(reference = frame {args.reference_index}) on {device}, {str(dtype).replace('torch.', '')}")
@@ -184,3 +155,14 @@ def run_relight(args: argparse.Namespace) -> int:
     print(f"wrote {written} ({relit.shape[0]} frames, {relit.shape[2]}x{relit.shape[1]}) "
           f"in {time.perf_counter() - start:.1f}s")
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "relight",
+        help="relight a video from one relit frame",
+        description="Relight VIDEO so that it carries the light of --reference, the relit version of frame "
+        "--reference-index. Long videos are processed in windows at bounded memory.",
+    )
+    add_relight_arguments(parser)
+    parser.set_defaults(func=run_relight)

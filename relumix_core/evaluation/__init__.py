@@ -1,6 +1,6 @@
 """Evaluation of relighting on paired test clips: metrics, baselines, report figures and the report itself.
 
-``relumix eval`` (:mod:`relumix_core.cli.eval`) is the command-line front end; the pieces are usable on their own.
+``relumix eval`` (:mod:`relumix_core.cli.evaluate`) is the command-line front end; the pieces are usable on their own.
 """
 
 from __future__ import annotations

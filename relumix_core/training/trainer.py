@@ -13,11 +13,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..errors import ReLumixError
+from ..models.precision import dtype_from_name
 from .checkpoints import checkpoint_dirs, load_average, load_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_toml
 from .data import make_dataset, make_loader
@@ -27,7 +30,6 @@ from .samples import write_sample
 from .setup import initial_model, trainable_modules, trainable_parameters
 from .steps import STEPS
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: Sections that define what is trained; a run folder refuses a config that changes them (run.* may change).
 IDENTITY_SECTIONS = ("stage", "data", "model", "ablation", "optim", "diffusion", "vae")
 
@@ -70,7 +72,7 @@ def export_model(model, config: TrainConfig, path: Path, calibration: list[dict]
 
     if config.stage == "vae" and config.vae.train_encoder:  # a frozen encoder keeps the latents and their scale
         model.config.scale_factor = calibrate_scale_factor(model, calibration)
-    return save_single_file(model, path, dtype=DTYPES[config.run.save_dtype], overwrite=True)
+    return save_single_file(model, path, dtype=dtype_from_name(config.run.save_dtype), overwrite=True)
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
@@ -102,29 +104,119 @@ def stop_signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = None, show_progress: bool = True) -> Path:
-    """Train as ``config`` says, resuming from the newest checkpoint in ``run.output_dir``; returns the exported
-    model file (``model.safetensors`` in the run folder)."""
-    try:
-        from accelerate import Accelerator
-    except ImportError:
-        raise ReLumixError("relumix train needs accelerate: pip install 'relumix[train]'") from None
-    run = config.run
-    root = Path(run.output_dir).expanduser()
-    accelerator = Accelerator(mixed_precision=run.mixed_precision, gradient_accumulation_steps=config.optim.grad_accum)
-    main = accelerator.is_main_process
+@dataclass
+class TrainingRun:
+    """Everything one training process holds: the model, its trainable parameters, optimiser and schedule, the
+    accelerate wrappers, the weight average and the outputs. :func:`train` drives it step by step."""
+
+    config: TrainConfig
+    accelerator: Any
+    root: Path
+    model: Any
+    params: dict[str, torch.nn.Parameter]
+    optimizer: Any
+    scheduler: Any
+    average: WeightAverage | None
+    module: Any  # the accelerate-wrapped component this stage trains
+    start: int
+    calibration: list[dict] = field(default_factory=list)
+    log: TrainLog | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def unwrap(self) -> None:
+        setattr(self.model, self.config.stage, self.accelerator.unwrap_model(self.module))
+
+    def rewrap(self) -> None:
+        setattr(self.model, self.config.stage, self.module)
+
+    def averaged(self) -> contextlib.AbstractContextManager:
+        """The weights to export and sample with: the average when one is kept."""
+        return self.average.swapped_in(self.params) if self.average is not None else contextlib.nullcontext()
+
+    def optimizer_step(self, step: int, batches: Iterator[dict], step_fn: Callable) -> dict[str, float]:
+        """One optimiser step over ``optim.grad_accum`` micro-batches; returns the mean loss and statistics."""
+        config, accelerator = self.config, self.accelerator
+        totals: dict[str, float] = {}
+        for micro in range(config.optim.grad_accum):
+            batch = next(batches)
+            generator = _step_generator(config.run.seed, step * config.optim.grad_accum + micro,
+                                        accelerator.process_index)
+            with accelerator.accumulate(self.module), accelerator.autocast():
+                result = step_fn(self.model, batch, config, generator)
+                accelerator.backward(result.loss)
+                if config.optim.max_grad_norm > 0 and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(list(self.params.values()), config.optim.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            loss = float(result.loss.detach())
+            if not math.isfinite(loss):
+                raise ReLumixError(f"training diverged at step {step} (loss {loss}); lower optim.lr")
+            for key, value in {"loss": loss, **result.stats}.items():
+                totals[key] = totals.get(key, 0.0) + value / config.optim.grad_accum
+        self.scheduler.step()
+        if self.average is not None:
+            self.average.update(self.params, step)
+        return totals
+
+    def checkpoint(self, step: int) -> None:
+        """Save the resumable state (and, if asked, an exported model beside it) on the main process."""
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            self.unwrap()
+            run = self.config.run
+            folder = save_checkpoint(self.root, step, trainable_parameters(self.model), self.optimizer,
+                                     {"stage": self.config.stage}, run.keep_checkpoints,
+                                     self.average.shadow if self.average is not None else None)
+            if run.export_every_checkpoint:
+                with self.averaged():
+                    export_model(self.model, self.config, folder / "model.safetensors", self.calibration)
+            self.rewrap()
+        self.accelerator.wait_for_everyone()
+
+    def sample(self, step: int) -> None:
+        """A relit clip from the current (averaged) weights, to watch the run."""
+        self.module.eval()
+        self.unwrap()
+        with self.averaged():
+            write_sample(self.model, self.calibration[0], self.config, self.root / "samples" / f"step_{step:07d}.gif")
+        self.rewrap()
+        self.module.train()
+
+    def export(self) -> Path:
+        """The final model file, from the averaged weights when an average is kept."""
+        self.accelerator.wait_for_everyone()
+        self.unwrap()
+        self.model.requires_grad_(False).eval()
+        out = self.root / "model.safetensors"
+        if self.main:
+            with self.averaged():
+                export_model(self.model, self.config, out, self.calibration)
+        self.accelerator.wait_for_everyone()
+        return out
+
+
+def _prepare_run_folder(config: TrainConfig, accelerator: Any) -> tuple[Path, Any]:
+    """Check the run folder and the dataset before anything slow; the main process records the config."""
+    root = Path(config.run.output_dir).expanduser()
     if config.stage == "vae" and accelerator.num_processes > 1:
         raise ReLumixError("stage vae trains the small first stage of a from-scratch model: run it in one process")
     _check_run_folder(root, config)
     dataset = make_dataset(config)  # fails early, with the path, on a bad dataset
-    if main:
+    if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
         (root / "config.toml").write_text(dump_toml(config))
         (root / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    return root, dataset
 
+
+def _start_run(config: TrainConfig, accelerator: Any, root: Path, dataset: Any) -> TrainingRun:
+    """Model, optimiser, weight average and schedule, resumed from the newest checkpoint when there is one."""
     model = initial_model(config)
     modules = trainable_modules(model, config.stage, config.vae.train_encoder)
-    if run.gradient_checkpointing and config.stage == "unet":
+    if config.run.gradient_checkpointing and config.stage == "unet":
         model.component("unet").enable_gradient_checkpointing()
     model.to(accelerator.device)
     params = trainable_parameters(model)
@@ -139,115 +231,74 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
         start, _ = load_checkpoint(found[-1], params, optimizer)
         if average is not None:
             average.load(load_average(found[-1]))
-        if main:
+        if accelerator.is_main_process:
             print(f"resuming from {found[-1]} (step {start})")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(config, s), last_epoch=start - 1 if start else -1
     )
     wrapped = accelerator.prepare(*modules, optimizer)
-    modules_w, optimizer = list(wrapped[:-1]), wrapped[-1]
-    setattr(model, config.stage, modules_w[0])  # the stage's name is the component it trains
-    step_fn = STEPS[config.stage]
+    module, optimizer = wrapped[0], wrapped[-1]
+    setattr(model, config.stage, module)  # the stage's name is the component it trains
+    main = accelerator.is_main_process
     calibration = [dataset[i] for i in range(min(8, len(dataset)))] if main else []
-    log = TrainLog(root, run.logger == "tensorboard") if main else None
+    log = TrainLog(root, config.run.logger == "tensorboard") if main else None
     if log is not None:
         log.drop_after(start)
-    loader = make_loader(dataset, config, start, accelerator.process_index, accelerator.num_processes)
-    batches = iter(loader)
+    return TrainingRun(config, accelerator, root, model, params, optimizer, scheduler, average, module, start,
+                       calibration, log)
 
-    def unwrap() -> None:
-        setattr(model, config.stage, accelerator.unwrap_model(modules_w[0]))
 
-    def rewrap() -> None:
-        setattr(model, config.stage, modules_w[0])
-
-    def averaged():
-        """The weights to export and sample with: the average when one is kept."""
-        return average.swapped_in(params) if average is not None else contextlib.nullcontext()
-
-    def checkpoint(step: int) -> None:
-        accelerator.wait_for_everyone()
-        if main:
-            unwrap()
-            extra = {"stage": config.stage}
-            folder = save_checkpoint(root, step, trainable_parameters(model), optimizer, extra, run.keep_checkpoints,
-                                     average.shadow if average is not None else None)
-            if run.export_every_checkpoint:
-                with averaged():
-                    export_model(model, config, folder / "model.safetensors", calibration)
-            rewrap()
-        accelerator.wait_for_everyone()
-
+def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = None, show_progress: bool = True) -> Path:
+    """Train as ``config`` says, resuming from the newest checkpoint in ``run.output_dir``; returns the exported
+    model file (``model.safetensors`` in the run folder)."""
+    try:
+        from accelerate import Accelerator
+    except ImportError:
+        raise ReLumixError("relumix train needs accelerate: pip install 'relumix[train]'") from None
+    run_config = config.run
+    accelerator = Accelerator(mixed_precision=run_config.mixed_precision,
+                              gradient_accumulation_steps=config.optim.grad_accum)
+    root, dataset = _prepare_run_folder(config, accelerator)
+    run = _start_run(config, accelerator, root, dataset)
+    batches = iter(make_loader(dataset, config, run.start, accelerator.process_index, accelerator.num_processes))
+    step_fn = STEPS[config.stage]
     bar = None
-    if main and show_progress:
+    if run.main and show_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=run.max_steps, initial=start, desc=f"train {config.stage}", unit="step")
-    module = modules_w[0]
-    module.train()
-    step = start
+        bar = tqdm(total=run_config.max_steps, initial=run.start, desc=f"train {config.stage}", unit="step")
+    run.module.train()
+    step = run.start
     signals = contextlib.ExitStack()
     signals.enter_context(stop_signals_interrupt())
     try:
         tick = time.perf_counter()
-        while step < run.max_steps:
-            totals: dict[str, float] = {}
-            for _micro in range(config.optim.grad_accum):
-                batch = next(batches)
-                generator = _step_generator(run.seed, step * config.optim.grad_accum + _micro,
-                                            accelerator.process_index)
-                with accelerator.accumulate(module), accelerator.autocast():
-                    result = step_fn(model, batch, config, generator)
-                    accelerator.backward(result.loss)
-                    if config.optim.max_grad_norm > 0 and accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(list(params.values()), config.optim.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                loss = float(result.loss.detach())
-                if not math.isfinite(loss):
-                    raise ReLumixError(f"training diverged at step {step} (loss {loss}); lower optim.lr")
-                for key, value in {"loss": loss, **result.stats}.items():
-                    totals[key] = totals.get(key, 0.0) + value / config.optim.grad_accum
-            scheduler.step()
-            if average is not None:
-                average.update(params, step)
+        while step < run_config.max_steps:
+            totals = run.optimizer_step(step, batches, step_fn)
             step += 1
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{totals['loss']:.4f}")
             if on_step is not None:
                 on_step(step, totals)
-            if main and log is not None and (step % run.log_every == 0 or step == run.max_steps):
+            if run.log is not None and (step % run_config.log_every == 0 or step == run_config.max_steps):
                 elapsed = time.perf_counter() - tick
                 tick = time.perf_counter()
-                log.log(step, {**totals, "lr": scheduler.get_last_lr()[0],
-                               "sec_per_step": elapsed / (run.log_every if step % run.log_every == 0 else 1)})
-            if step % run.checkpoint_every == 0 or step == run.max_steps:
-                checkpoint(step)
-            if main and run.sample_every and step % run.sample_every == 0:
-                module.eval()
-                unwrap()
-                with averaged():
-                    write_sample(model, calibration[0], config, root / "samples" / f"step_{step:07d}.gif")
-                rewrap()
-                module.train()
+                per_step = elapsed / (run_config.log_every if step % run_config.log_every == 0 else 1)
+                run.log.log(step, {**totals, "lr": run.scheduler.get_last_lr()[0], "sec_per_step": per_step})
+            if step % run_config.checkpoint_every == 0 or step == run_config.max_steps:
+                run.checkpoint(step)
+            if run.main and run_config.sample_every and step % run_config.sample_every == 0:
+                run.sample(step)
     except KeyboardInterrupt:
-        if accelerator.num_processes == 1 and step > start:
-            checkpoint(step)
+        if accelerator.num_processes == 1 and step > run.start:
+            run.checkpoint(step)
             print(f"\ninterrupted: saved step {step} in {root / 'checkpoints'}; run the same command to resume")
         raise
     finally:
         signals.close()
         if bar is not None:
             bar.close()
-        if log is not None:
-            log.close()
-    accelerator.wait_for_everyone()
-    unwrap()
-    model.requires_grad_(False).eval()
-    out = root / "model.safetensors"
-    if main:
-        with averaged():
-            export_model(model, config, out, calibration)
-    accelerator.wait_for_everyone()
-    return out
+        if run.log is not None:
+            run.log.close()
+    return run.export()

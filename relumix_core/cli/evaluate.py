@@ -1,7 +1,7 @@
 """``relumix eval``: score ReLumix and simple baselines on paired test clips and write a report folder.
 
-Kept apart from :mod:`relumix_core.cli.main` so that ``relumix --help`` stays instant: torch is imported only when the
-command runs. The report folder is checked before anything is loaded, so a refused overwrite costs nothing.
+torch is imported only when the command runs, so ``relumix --help`` stays instant. The report folder is checked
+before anything is loaded, so a refused overwrite costs nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReLumixError
+from .common import DEVICE_CHOICES, DTYPE_CHOICES, check_checkpoint_exists, device_and_dtype
 
 #: Frames per clip without a model (the tiny model's and a quick run's length); with one, its trained length.
 DEFAULT_FRAMES = 8
@@ -29,8 +30,6 @@ def _size(text: str) -> int | tuple[int, int]:
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from .relight import DEVICE_CHOICES, DTYPE_CHOICES
-
     parser.add_argument("data", help="paired test clips: DATA/<map>/<scene>/<light>/<frame>.png (as 'relumix synth')")
     parser.add_argument("-o", "--out", required=True, help="report folder (report.json, summary.md, figures)")
     parser.add_argument("-c", "--checkpoint", default=None,
@@ -78,7 +77,6 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     from ..evaluation import MODEL_METHOD, first_stage_oracle, relumix_method
     from ..pipeline.pipeline import ReLumixPipeline
     from ..pipeline.settings import RelightSettings
-    from .relight import _device_and_dtype, check_checkpoint_exists
 
     chosen = {"strategy": args.strategy, "min_guidance": args.min_guidance, "max_guidance": args.max_guidance}
     defaults_otherwise = {key: value for key, value in chosen.items() if value is not None}
@@ -86,7 +84,7 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
                                detail_sigma=args.detail, **defaults_otherwise)
     settings.check()  # bad options fail before the model loads
     check_checkpoint_exists(args.checkpoint)
-    device, dtype = _device_and_dtype(args.device, args.dtype)
+    device, dtype = device_and_dtype(args.device, args.dtype)
     model, report = load_relumix(args.checkpoint, dtype=dtype, device=device)
     for note in report.notes:
         print(f"note: {note}")
@@ -151,3 +149,16 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"(psnr/ssim means leave out frame 0, the reference; {report['notes']['temporal_lpips']})")
     print(f"wrote {path} and figures in {out} in {time.perf_counter() - start:.1f}s")
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval",
+        help="score a model and simple baselines on a paired test set (PSNR, SSIM, temporal error; JSON + plots)",
+        description="Relight held-out clips of a paired dataset (ROOT/<map>/<scene>/<light>/<frame>.png) from their "
+        "ground-truth first frame and compare with the ground truth, next to simple baselines (input unchanged, "
+        "reference repeated, global colour transfer, ratio propagation). Writes report.json, summary.md and PNG "
+        "plots. Without -c only the baselines are scored.",
+    )
+    add_eval_arguments(parser)
+    parser.set_defaults(func=run_eval)
