@@ -623,15 +623,10 @@ def default_out(suite: str, kind: str) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """tmp file + ``os.replace``: a reader never sees half a result, an interrupted run leaves the old file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """A reader never sees half a result, and an interrupted run leaves the old file (:mod:`relumix_core.atomic`)."""
+    from relumix_core.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from relumix_core.errors import ReLumixError
-from relumix_core.media.detail import DETAIL_EPS, gaussian_blur, transfer_detail
+from relumix_core.media.blur import gaussian_blur
+from relumix_core.media.detail import DETAIL_EPS, transfer_detail
 from relumix_core.models.relumix import ReLumixConfig
 from relumix_core.models.tiny import random_tiny_model
 from relumix_core.pipeline.pipeline import ReLumixPipeline

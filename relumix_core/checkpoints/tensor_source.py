@@ -7,7 +7,6 @@ executed, and the weights stay memory-mapped until each one is converted. ``.saf
 
 from __future__ import annotations
 
-import json
 import pickle
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -136,11 +135,3 @@ def open_tensor_file(path: str | Path) -> TensorSource:
     if len(head) == 8 and int.from_bytes(head, "little") < 100_000_000:
         return SafetensorsSource(path)
     raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; expected .pth, .ckpt or .safetensors")
-
-
-def read_safetensors_metadata(path: Path) -> dict[str, str]:
-    """The header metadata of a safetensors file (empty if none)."""
-    with path.open("rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
-    return header.get("__metadata__", {}) or {}

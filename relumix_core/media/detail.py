@@ -17,24 +17,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ReLumixError
+from .blur import gaussian_blur
 
 #: Added to both sides of the texture ratio, so near-black source pixels do not turn noise into texture.
 DETAIL_EPS = 0.02
-
-
-def gaussian_blur(frames: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[T, C, H, W]`` frames (kernel 3 sigma each side, edges replicated)."""
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).to(frames.dtype)
-    channels = frames.shape[1]
-    out = F.pad(frames, (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-    return F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
 
 
 def transfer_detail(relit: torch.Tensor, source: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -55,4 +43,4 @@ def transfer_detail(relit: torch.Tensor, source: torch.Tensor, sigma: float) -> 
     return (gaussian_blur(r, sigma) * texture).clamp(0.0, 1.0).to(relit.dtype)
 
 
-__all__ = ["DETAIL_EPS", "gaussian_blur", "transfer_detail"]
+__all__ = ["DETAIL_EPS", "transfer_detail"]

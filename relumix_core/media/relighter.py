@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ReLumixError
+from .blur import gaussian_blur
 
 RGB = tuple[float, float, float]
 
@@ -79,19 +80,6 @@ def parse_hex_color(text: str) -> RGB:
     return (r, g, b)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [N, 1, H, W] with reflect padding."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    radius = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
-    if radius < 1:
-        return x
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
-
-
 def _as_batch(image: torch.Tensor) -> torch.Tensor:
     if image.ndim == 3:
         image = image[None]
@@ -107,7 +95,7 @@ def shading(image: torch.Tensor, light: Light) -> torch.Tensor:
     x = _as_batch(image).float().clamp(0, 1)
     n, _, h, w = x.shape
     luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-    height = _gaussian_blur(luma, sigma=max(1.0, 0.015 * min(h, w))) * light.relief
+    height = gaussian_blur(luma, max(1.0, 0.015 * min(h, w)), edges="reflect") * light.relief
     # gradients per pixel, scaled so the relief does not depend on the resolution
     scale = min(h, w) / 64.0
     gx = (F.pad(height, (1, 1, 0, 0), mode="replicate")[..., 2:] - F.pad(height, (1, 1, 0, 0),

@@ -16,10 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
+from ..atomic import atomic_folder, atomic_path, hidden_sibling
 from ..errors import ReLumixError
 
 #: Frame rate reported for inputs that carry none (still images, image sequences).
@@ -285,7 +283,7 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: float, ov
     suffix = target.suffix.lower()
     if suffix == ".gif" and rate > _GIF_MAX_FPS:
         raise VideoError(f"cannot write {target} at {rate:g} fps: GIF plays at most {_GIF_MAX_FPS:g} fps; use .mp4")
-    with _atomic_file(target) as tmp:
+    with atomic_path(target) as tmp:
         try:
             if suffix == ".gif":
                 _encode_gif(tmp, frames, rate)
@@ -365,46 +363,6 @@ def _check_parent(target: Path) -> None:
         raise VideoError(f"cannot write {target}: folder {parent} {what}")
 
 
-def _hidden_sibling(target: Path, tag: str) -> Path:
-    return target.parent / f".{target.name.replace('%', '')}.{secrets.token_hex(4)}{tag}.partial"
-
-
-@contextmanager
-def _atomic_file(target: Path) -> Iterator[Path]:
-    """A hidden temporary file beside ``target`` that replaces it only when the block succeeds."""
-    tmp = _hidden_sibling(target, "")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # ordinary permissions (umask applies)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def _atomic_folder(target: Path) -> Iterator[Path]:
-    """A hidden temporary folder beside ``target``; on success it takes the place of ``target`` (old one removed)."""
-    tmp = _hidden_sibling(target, "")
-    tmp.mkdir()
-    try:
-        yield tmp
-        if not target.exists():
-            os.replace(tmp, target)
-            return
-        old = _hidden_sibling(target, ".old")
-        os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.replace(old, target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _encode_av(
     tmp: Path, frames: np.ndarray, fps: float, fmt: str, codec: str, pix_fmt: str, options: dict[str, str]
 ) -> None:
@@ -447,7 +405,7 @@ def _save_png(file: Path, frame: np.ndarray) -> None:
 
 def _write_folder(folder: Path, frames: np.ndarray) -> Path:
     """PNG frames into a new folder, swapped in whole (:func:`check_output` vetted the target)."""
-    with _atomic_folder(folder) as tmp:
+    with atomic_folder(folder) as tmp:
         for i in range(len(frames)):
             _save_png(tmp / SEQUENCE_FRAME_NAME.format(i), frames[i])
     return folder
@@ -462,7 +420,7 @@ def _write_pattern(pattern: Path, frames: np.ndarray) -> Path:
     head, spec, tail = _pattern_parts(pattern)
     existing = _pattern_files(pattern, must_exist=False)  # check_output vetted the target
     names = [head + spec % i + tail for i in range(len(frames))]
-    tmp = _hidden_sibling(pattern, "")
+    tmp = hidden_sibling(pattern)
     tmp.mkdir()
     try:
         for i, name in enumerate(names):

@@ -15,7 +15,6 @@ What differs from stock SVD in diffusers, and why:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -255,13 +254,3 @@ def ablated_unet_config(config: UNetConfig, gates: bool = True, embedding_fusion
         in_channels=12 if embedding_fusion else 8,
         ungated_attention=() if gates else tuple(attention_module_names(config)),
     )
-
-
-def unet_config_summary(config: UNetConfig) -> Sequence[str]:
-    """Human-readable lines for load reports."""
-    return [
-        f"UNet: in {config.in_channels}, channels {list(config.block_out_channels)}, "
-        f"{config.num_res_blocks} res blocks/level, attention {list(config.attention_levels)}, "
-        f"depth {list(config.transformer_depth)}, head width {config.num_head_channels}, "
-        f"context {config.context_dim}, vector {config.adm_in_channels}",
-    ]

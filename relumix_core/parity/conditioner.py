@@ -8,8 +8,6 @@ from ..pipeline.conditioning import ConditioningInputs, encode_conditioning, mak
 from .common import Fixture, ParityResult, compare
 from .engine import load_fixture_engine
 
-EMBED_NAMES = ("0_clip_frames", "1_clip_ref", "2_fps_id", "3_vae_frames", "4_vae_ref", "5_cond_aug")
-
 
 def embedder_outputs(cond_crossattn: torch.Tensor, cond_concat: torch.Tensor, vector: torch.Tensor,
                      fps_dim: int) -> dict[str, torch.Tensor]:

@@ -8,25 +8,18 @@ numbers, so it loads with ``torch.load(weights_only=True)``: nothing is unpickle
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import atomic_folder
 from ..errors import ReLumixError
 
 PREFIX = "step_"
 AVERAGE_FILE = "average.safetensors"
-
-
-@dataclass
-class Resumed:
-    step: int
-    path: Path
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:
@@ -46,17 +39,13 @@ def save_checkpoint(
     folder = root / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:07d}"
-    tmp = folder / f".{final.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().float().cpu().contiguous() for k, v in params.items()}, str(tmp / "trainable.safetensors"))
-    if average is not None:
-        save_file({k: v.contiguous() for k, v in average.items()}, str(tmp / AVERAGE_FILE))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_folder(final) as tmp:
+        trainable = {k: v.detach().float().cpu().contiguous() for k, v in params.items()}
+        save_file(trainable, str(tmp / "trainable.safetensors"))
+        if average is not None:
+            save_file({k: v.contiguous() for k, v in average.items()}, str(tmp / AVERAGE_FILE))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
     for old in checkpoint_dirs(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

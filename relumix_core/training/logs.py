@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..atomic import atomic_path
 from .config import ConfigError
 
 
@@ -33,10 +34,8 @@ class TrainLog:
             rows = list(csv.reader(f))
         kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
         if len(kept) != len(rows):
-            tmp = self.path.with_name(f".{self.path.name}.partial")
-            with tmp.open("w", newline="") as f:
+            with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
                 csv.writer(f).writerows(kept)
-            tmp.replace(self.path)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         row = {"step": step, **values}
