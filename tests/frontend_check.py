@@ -5,7 +5,7 @@ extra_model_paths.yaml hands to the server, which also gets temporary user/input
 temporary models/relumix folder holding an empty ``relumix.pth`` placeholder (only listed by the loader's combo,
 never loaded: no workflow is executed here).
 
-Command line (also used by tests/test_frontend.py)::
+Command line (also used by tests/comfyui/test_frontend.py)::
 
     .venv/bin/python tests/frontend_check.py --comfy-dir /work/comfy/ComfyUI \
         --comfy-python /work/comfy/venv/bin/python --screenshot docs/workflow_basic.png

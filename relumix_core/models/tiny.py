@@ -1,8 +1,12 @@
-"""A tiny ReLumix of the same architecture as the real one, with random weights.
+"""Small ReLumix models of the real architecture: relumix-tiny's config, and tiny random models for tests.
 
-It exists so that the CLI, loading, conversion and the pipeline can be exercised in seconds without the 3B-parameter
-checkpoint (and without any download). The sizes follow the official-code fixtures (``unet_tiny``, ``vae_tiny``,
-``clip_tiny``): same block structure, gates and mixers, only narrower. Its outputs mean nothing.
+* :func:`relumix_tiny_config` is the architecture of relumix-tiny, the demonstration model this project trains on
+  its own synthetic 64x64 scenes and ships in ``relumix_core/weights/`` (:func:`build_untrained` starts its
+  training, with the ablations' variants).
+* :func:`random_tiny_model` and :func:`tiny_config` give a tiny model with random weights, sized like the
+  official-code fixtures (``unet_tiny``, ``vae_tiny``, ``clip_tiny``: same block structure, gates and mixers, only
+  narrower), so that the CLI, loading, conversion and the pipeline can be exercised in seconds without the
+  3B-parameter checkpoint. Its outputs mean nothing.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from relumix_core.training.steps import unet_inputs
 
 pytest.importorskip("accelerate")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch
 from relumix_core.cli.main import main
 from relumix_core.errors import ReLumixError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACK = "relumix_pack_under_test"
 
 

@@ -15,7 +15,7 @@ from test_nodes import load_pack
 from relumix_core.cli.main import main
 from relumix_core.media.video_io import read_video, write_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 API = sorted((REPO / "workflows" / "api").glob("*.json"))
 TINY = "relumix-tiny-random.safetensors"
 

@@ -20,11 +20,11 @@ COMFY_DIR = os.environ.get("COMFYUI_DIR")
 COMFY_PYTHON = os.environ.get("COMFYUI_PYTHON")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(
     not (COMFY_DIR and COMFY_PYTHON and CHROMIUM),
     reason="frontend test: set COMFYUI_DIR (the ComfyUI folder) and COMFYUI_PYTHON (its python) and install "
     "Chromium (a `chromium` binary on PATH, e.g. apt-get install chromium)",
-)
+)]
 
 
 def _unexpected(errors: list[str]) -> list[str]:

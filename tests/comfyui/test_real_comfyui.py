@@ -20,17 +20,17 @@ from PIL import Image
 
 from relumix_core.media.video_io import read_video, write_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO.parent / "shared" / "tools" / "comfy_harness.py"
 COMFY_DIR = os.environ.get("COMFYUI_DIR")
 COMFY_PYTHON = os.environ.get("COMFYUI_PYTHON")
 FRAMES = {"relumix_basic": 8, "relumix_long_video": 30}
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow, pytest.mark.skipif(
     not (COMFY_DIR and COMFY_PYTHON and HARNESS.is_file()),
     reason="real ComfyUI test: set COMFYUI_DIR (the ComfyUI folder) and COMFYUI_PYTHON (its python); needs "
     f"{HARNESS}",
-)
+)]
 
 
 def _patched(name: str, steps: int, video: str, out: Path) -> Path:

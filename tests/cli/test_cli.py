@@ -20,7 +20,7 @@ from relumix_core.cli.main import main
 from relumix_core.models.tiny import random_tiny_model
 
 TINY_HEADS = ["--head-channels", "16", "--clip-head-width", "16"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
