@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 
-BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"  # relumix_core/weights
 TINY_NAME = "relumix-tiny"
 TINY_FILE = f"{TINY_NAME}.safetensors"
 MODEL_CARD = BUNDLED_DIR / "README.md"

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import batch, checkpoint_tools, convert, demo, evaluate, relight, synth, train
+from . import batch, checkpoint_tools, convert, demo, evaluate, plan, relight, synth, train
 from .common import exit_code, run_command
 
 #: In the order ``relumix --help`` lists them.
-COMMANDS = (convert, checkpoint_tools, relight, synth, batch, evaluate, train, demo)
+COMMANDS = (convert, checkpoint_tools, relight, synth, batch, evaluate, train, plan, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

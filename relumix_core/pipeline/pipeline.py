@@ -48,6 +48,12 @@ ENCODERS = ("image_encoder", "frame_encoder", "reference_image_encoder", "refere
 OutputType = Literal["pt", "np", "pil"]
 
 
+def to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A result leaves the device for the CPU. On the meta device (memory plans, :mod:`relumix_core.memory`) there
+    is nothing to copy: an empty CPU tensor of the same shape stands in, so the rest of the code path runs as is."""
+    return torch.zeros(tensor.shape, dtype=tensor.dtype) if tensor.is_meta else tensor.cpu()
+
+
 @dataclass
 class RelightResult:
     """The relit clip and what led to it."""
@@ -148,7 +154,7 @@ class ReLumixPipeline:
                 else:
                     noise = torch.randn(seq.shape, generator=generator, dtype=torch.float32).to(self.device, dtype)
                 emb = embed_frames(self.model, seq, seq + settings.cond_aug * noise, settings.decode_chunk_size)
-                directions.append(Direction(run, noise.cpu(), emb))
+                directions.append(Direction(run, to_host(noise), emb))
         return ReLumixConditioning(
             directions=directions,
             reference=reference_emb,
@@ -231,7 +237,7 @@ class ReLumixPipeline:
         with self._on_device("vae"):
             for start in range(0, latents.shape[0], chunk):
                 z = latents[start : start + chunk].to(self.device, self.dtype)
-                out.append(decode_latents(vae, z, chunk, self.model.config.scale_factor).cpu())
+                out.append(to_host(decode_latents(vae, z, chunk, self.model.config.scale_factor)))
         return torch.cat(out)
 
     @torch.no_grad()
@@ -271,7 +277,7 @@ class ReLumixPipeline:
             else:
                 noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.state_dtype)
             z = self.sample_direction(conditioning, direction, plan, noise, settings, ticker)
-            sampled.append(z.cpu())
+            sampled.append(to_host(z))
         for direction, z in reversed(list(zip(conditioning.directions, sampled, strict=True))):
             latents[direction.indices] = z  # the forward run goes last, so it gives the reference frame
         ticker.check()

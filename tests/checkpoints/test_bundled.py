@@ -58,3 +58,10 @@ def test_registration_keeps_extra_model_paths_and_adds_bundled_last(monkeypatch:
     paths, extensions = fake.folder_names_and_paths["relumix"]
     assert paths == [extra, str(tmp_path / "models" / "relumix"), str(bundled.BUNDLED_DIR)]
     assert {".pth", ".safetensors"} <= extensions
+
+
+def test_the_shipped_weights_are_where_the_library_looks() -> None:
+    """relumix-tiny ships in relumix_core/weights/ (and in the wheel): a moved module must still find it."""
+    repo_weights = Path(__file__).resolve().parents[2] / "relumix_core" / "weights" / bundled.TINY_FILE
+    assert bundled.BUNDLED_DIR == repo_weights.parent
+    assert bundled.bundled_path().is_file()

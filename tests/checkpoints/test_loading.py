@@ -61,6 +61,7 @@ def _no_partials(folder: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------------------ round trips
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_official_layout_converts_bit_exactly(suffix: str, official_loaded, official_file: Path,
                                               tmp_path: Path) -> None:
@@ -101,6 +102,7 @@ def test_fp16_conversion_casts_exactly(official_loaded, official_file: Path, tmp
     assert dst.stat().st_size < 0.6 * official_file.stat().st_size
 
 
+@pytest.mark.slow
 def test_folder_round_trip(official_loaded, official_file: Path, tmp_path: Path) -> None:
     reference, _ = official_loaded
     dst = tmp_path / "relumix_folder"
@@ -119,6 +121,7 @@ def test_folder_round_trip(official_loaded, official_file: Path, tmp_path: Path)
     assert_bit_identical(reference, load_relumix(tmp_path / "back.safetensors")[0])
 
 
+@pytest.mark.slow
 def test_tiny_random_model_saves_loads_and_runs(tmp_path: Path) -> None:
     model = random_tiny_model(seed=3)
     assert model.reference_image_encoder is model.image_encoder

@@ -12,6 +12,7 @@ from relumix_core.parity.__main__ import main, run
 FIXTURE_JSONS = sorted(OFFICIAL_FIXTURES.glob("*.json")) if OFFICIAL_FIXTURES.is_dir() else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", FIXTURE_JSONS, ids=[p.stem for p in FIXTURE_JSONS])
 def test_fixture_within_tolerance(path: Path) -> None:
     kind, results = run(path)

@@ -91,6 +91,7 @@ def test_info_official_needs_head_widths(tmp_path: Path, capsys: pytest.CaptureF
     assert "official sgm layout" in out and "44 of 44" in out and "ignored 106 keys" in out
 
 
+@pytest.mark.slow
 def test_convert_official(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = write_state(tmp_path / "relumix.pth", official_state())
     dst = tmp_path / "relumix.safetensors"

@@ -194,6 +194,7 @@ def test_split_covers_every_job_exactly_once(world: int) -> None:
 # ----------------------------------------------------------------------------------------------- real runs
 
 
+@pytest.mark.slow
 def test_batch_writes_every_output_then_skip_existing_resumes(workdir: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = workdir / "run1"
@@ -252,6 +253,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_two_processes_with_accelerate_launch_match_one_process(workdir: Path) -> None:
     """``accelerate launch`` of two CPU processes: each job is done once, by process i % 2, with seed + i.
 

@@ -41,6 +41,7 @@ def _args(root: Path, video: str, out: str, *extra: str) -> list[str]:
             "-c", str(root / "tiny.safetensors"), "--steps", "2", "--size", "64", *extra]
 
 
+@pytest.mark.slow
 def test_relight_long_video_writes_every_frame_at_input_size(workdir: Path) -> None:
     assert main(_args(workdir, f"in{3 * FRAMES}.mp4", "out.mp4", "-k", "5")) == 0
     frames, fps = read_video(workdir / "out.mp4")
@@ -108,6 +109,7 @@ def _peak_rss_mib(workdir: Path, video: str, out: str) -> float:
     return float(done.stdout.split("PEAK")[-1])
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_clip_length(workdir: Path) -> None:
     """One window and three windows of frames: the same peak memory within 10% (windows are bounded).
 

@@ -14,6 +14,8 @@ from relumix_core.cli.main import main
 from relumix_core.evaluation import BASELINES
 from relumix_core.media.video_io import read_video
 
+pytestmark = pytest.mark.slow  # whole commands: the demo relights two clips
+
 
 def test_bundled_clips() -> None:
     source, truth = synthetic_clip()

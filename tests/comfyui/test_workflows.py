@@ -97,6 +97,7 @@ def _execute(wf: dict, root: Path) -> Path:
     return next((root / "output").rglob("*.mp4"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "frames"), [("relumix_basic.json", 8), ("relumix_long_video.json", 30)])
 def test_workflow_runs_end_to_end_with_the_tiny_model(tmp_path: Path, name: str, frames: int) -> None:
     clip, written = _tiny_run(tmp_path, name, frames)

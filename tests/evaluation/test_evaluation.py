@@ -347,6 +347,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_single_file(random_tiny_model(0), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
+@pytest.mark.slow
 def test_eval_with_model_writes_every_metric(data_root: Path, checkpoint: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report"

@@ -55,6 +55,7 @@ def test_the_bundled_name_loads_the_full_relumix_architecture() -> None:
     assert gates and any(abs(float(g) - 1.0) > 1e-3 for g in gates)  # trained: the gates moved from their init
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frames", [8])
 def test_it_beats_every_baseline_on_clips_it_never_saw(tmp_path: Path, frames: int) -> None:
     data, report_dir = tmp_path / "heldout", tmp_path / "report"

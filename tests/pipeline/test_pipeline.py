@@ -88,6 +88,7 @@ def test_same_seed_same_result_and_sequential_branches_match(pipe: ReLumixPipeli
     assert a.shape == (5, SIZE, SIZE, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["anchor", "chain"])
 def test_long_video_windows_have_no_seams(pipe: ReLumixPipeline, strategy: str) -> None:
     """3x the window: the change across a seam is no larger than the model's own frame-to-frame change around it.
@@ -113,6 +114,7 @@ def test_long_video_windows_have_no_seams(pipe: ReLumixPipeline, strategy: str) 
         assert seam <= 1.2 * around, (first, seam.item(), around.item())
 
 
+@pytest.mark.slow
 def test_progress_counts_steps_times_windows_and_stop_interrupts(pipe: ReLumixPipeline) -> None:
     video, ref = clip(12), clip(1, seed=1)[0]
     s = settings(num_steps=2, window=6, overlap=2)

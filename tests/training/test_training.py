@@ -29,6 +29,9 @@ from relumix_core.training.steps import unet_inputs
 
 pytest.importorskip("accelerate")
 
+pytestmark = pytest.mark.slow  # every test here trains
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 

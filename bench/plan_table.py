@@ -1,0 +1,67 @@
+"""The "Will it fit?" table: the authors' full-size model, simulated by ``relumix plan`` (no GPU needed).
+
+    python bench/plan_table.py            # writes bench/results/plan-table.json and prints the Markdown table
+
+Rows: 512x512 and 576x1024 at 14, 61 and 300 frames. Columns: everything on the GPU in fp16 (batched branches,
+decode chunk = window), then one switch at a time: offload, sequential branches, bf16, fp8 UNet weights. Peaks
+include a fixed CUDA-context term (``relumix_core.memory.simulate.CUDA_CONTEXT_BYTES``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from relumix_core.atomic import write_text
+from relumix_core.memory.simulate import simulate
+from relumix_core.models.full import builtin_full_config, share_identical_copies
+from relumix_core.pipeline.settings import RelightSettings
+
+OUT = Path(__file__).resolve().parent / "results" / "plan-table.json"
+SIZES = ((512, 512), (576, 1024))
+FRAMES = (14, 61, 300)
+COLUMNS = {
+    "keep on GPU, fp16": (RelightSettings(), "fp16", False),
+    "offload": (RelightSettings(), "fp16", True),
+    "sequential branches": (RelightSettings(batch_branches=False), "fp16", False),
+    "bf16": (RelightSettings(), "bf16", False),
+    "fp8 UNet": (RelightSettings(), "fp8", False),
+    "all four switches": (RelightSettings(batch_branches=False, decode_chunk_size=4), "fp8", True),
+}
+GIB = 2**30
+
+
+def main() -> int:
+    config = share_identical_copies(builtin_full_config())
+    rows = []
+    for height, width in SIZES:
+        for frames in FRAMES:
+            row = {"size": f"{height}x{width}", "frames": frames, "columns": {}}
+            for name, (settings, precision, offload) in COLUMNS.items():
+                start = time.perf_counter()
+                plan = simulate(config, frames, height, width, settings, precision, offload, architecture="full")
+                row["columns"][name] = plan.to_dict()
+                print(f"{height}x{width} {frames:>3} {name:<22} {plan.peak_with_context_bytes / GIB:6.2f} GB "
+                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+            rows.append(row)
+    write_text(OUT, json.dumps({"rows": rows}, indent=1) + "\n")
+    print(markdown(rows))
+    return 0
+
+
+def markdown(rows: list[dict]) -> str:
+    names = list(COLUMNS)
+    lines = ["| size | frames | " + " | ".join(names) + " | TFLOP per clip (x floor) |",
+             "|---|---|" + "---|" * (len(names) + 1)]
+    for row in rows:
+        cells = [f"{row['columns'][n]['peak_with_context_bytes'] / GIB:.1f}" for n in names]
+        flops = row["columns"][names[0]]["flops"]
+        lines.append(f"| {row['size']} | {row['frames']} | " + " | ".join(cells)
+                     + f" | {flops['total'] / 1e12:,.0f} ({flops['ratio_to_floor']:.2f}x) |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

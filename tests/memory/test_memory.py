@@ -1,0 +1,150 @@
+"""The memory plan: the tracker counts what it should, follows the real code path, and the switches act."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from relumix_core.cli.main import main
+from relumix_core.memory.attention import attention_as
+from relumix_core.memory.simulate import CUDA_CONTEXT_BYTES, build_for_plan, component_bytes, simulate
+from relumix_core.memory.tracker import MemoryTracker, rounded
+from relumix_core.models.full import builtin_full_config, share_identical_copies
+from relumix_core.models.tiny import relumix_tiny_config
+from relumix_core.pipeline.settings import RelightSettings
+
+TINY = relumix_tiny_config()
+
+
+def test_tracker_counts_weights_input_and_output_of_a_linear_layer_exactly() -> None:
+    layer = nn.Linear(300, 200, device="meta")
+    x = torch.empty(7, 300, device="meta")
+    tracker = MemoryTracker("meta")
+    weights = rounded(300 * 200 * 4) + rounded(200 * 4)
+    tracker.enter_stage("linear", weights + rounded(x.nbytes))
+    tracker.ignore([*layer.parameters(), x])
+    with tracker:
+        y = layer(x)
+    assert tracker.peak == weights + rounded(7 * 300 * 4) + rounded(7 * 200 * 4)
+    assert tracker.live == rounded(y.nbytes)
+    del y
+    assert tracker.live == 0  # freed with its last tensor
+
+
+def test_fused_attention_keeps_no_score_matrix() -> None:
+    q = torch.empty(2, 4, 1024, 64, device="meta", dtype=torch.float16)
+    peaks = {}
+    for kernel in ("math", "fused"):
+        tracker = MemoryTracker("meta")
+        with attention_as(kernel), tracker:
+            torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        peaks[kernel] = tracker.peak
+    scores = 2 * 4 * 1024 * 1024 * 2
+    assert peaks["math"] >= scores > peaks["fused"]
+
+
+def _real_cpu_peaks(settings: RelightSettings) -> dict[str, int]:
+    """The same tracker and stage bookkeeping around a real CPU run of the tiny model (random weights)."""
+    from relumix_core.memory import simulate as sim
+
+    model = build_for_plan(TINY, "fp32")
+    real = type(model)(model.config, {n: m.to_empty(device="cpu") for n, m in model.unique_components().items()})
+    for p in real.parameters():
+        nn.init.normal_(p, std=0.02)
+    original = sim.build_for_plan
+    sim.build_for_plan = lambda config, precision: real
+    tracker_cls = sim.MemoryTracker
+    sim.MemoryTracker = lambda device: tracker_cls("cpu")
+    try:
+        plan = sim.simulate(TINY, 8, 64, 64, settings, "fp32")
+    finally:
+        sim.build_for_plan, sim.MemoryTracker = original, tracker_cls
+    return plan.stages
+
+
+@pytest.mark.slow
+def test_meta_plan_matches_a_real_cpu_run_stage_by_stage() -> None:
+    settings = RelightSettings(num_steps=2)
+    simulated = simulate(TINY, 8, 64, 64, settings, "fp32").stages
+    real = _real_cpu_peaks(settings)
+    for stage in ("embed", "encode", "sample", "decode"):
+        assert abs(simulated[stage] - real[stage]) <= 0.05 * real[stage], (stage, simulated[stage], real[stage])
+
+
+def test_windowed_peak_stays_flat_with_clip_length() -> None:
+    short = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1), "fp32")
+    long = simulate(TINY, 120, 64, 64, RelightSettings(num_steps=1), "fp32")
+    assert long.windows > short.windows
+    assert long.peak_bytes <= 1.05 * short.peak_bytes
+
+
+def test_sequential_branches_and_offload_lower_what_they_should() -> None:
+    base = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1), "fp32")
+    sequential = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1, batch_branches=False), "fp32")
+    offload = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1), "fp32", offload=True)
+    assert sequential.stages["sample"] < base.stages["sample"]
+    assert offload.weights_bytes < base.weights_bytes and offload.peak_bytes < base.peak_bytes
+    assert sequential.flops["total"] == base.flops["total"]  # the same work, in two calls
+
+
+def test_fp8_halves_the_unet_weights_of_fp16() -> None:
+    config = share_identical_copies(builtin_full_config())
+    model = build_for_plan(config, "fp16")
+    assert component_bytes(model, ("unet",), "fp8") * 2 == pytest.approx(component_bytes(model, ("unet",), "fp16"),
+                                                                          rel=1e-3)
+
+
+def test_steps_multiply_sampling_flops_only() -> None:
+    one = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1), "fp32")
+    four = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=4), "fp32")
+    assert four.peak_bytes == one.peak_bytes
+    assert four.stage_flops["sample"] == 4 * one.stage_flops["sample"]
+    assert four.stage_flops["decode"] == one.stage_flops["decode"]
+    assert four.peak_with_context_bytes == four.peak_bytes + CUDA_CONTEXT_BYTES
+
+
+def test_plan_json_has_the_stable_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--architecture", "tiny", "--frames", "8", "--size", "64", "--precision", "fp32",
+                 "--steps", "2", "--vram", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("architecture", "frames", "height", "width", "precision", "settings", "weights_bytes", "peak_bytes",
+                "stages", "flops", "attention", "fits"):
+        assert key in report, key
+    assert report["fits"] is True and report["flops"]["total"] > report["flops"]["unet_step"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "0"], "positive integer"),
+        (["--frames", "8", "--precision", "fp4"], "invalid choice"),
+        (["--frames", "8", "--vram", "0"], "--vram must be a positive"),
+        (["--frames", "8", "--vram", "-3"], "--vram must be a positive"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--architecture", "tiny", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_size_the_model_cannot_take_is_rounded_with_a_note(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--architecture", "tiny", "--frames", "4", "--size", "70x50", "--steps", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["height"], report["width"]) == (64, 64)
+    assert any("rounded" in note for note in report["notes"])
+
+
+def test_a_checkpoint_that_is_not_relumix_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "not_a_model.safetensors"
+    bogus.write_bytes(b"this is not a checkpoint")
+    assert main(["plan", "--checkpoint", str(bogus), "--frames", "8"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_settings_replace_keeps_the_plan_honest() -> None:
+    plan = simulate(TINY, 8, 64, 64, replace(RelightSettings(), num_steps=3, decode_chunk_size=2), "fp32")
+    assert plan.settings["num_steps"] == 3 and plan.settings["decode_chunk_size"] == 2
