@@ -162,7 +162,7 @@ def write_all(pack_nodes: dict[str, type]) -> list[Path]:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_nodes import load_pack
+    from pack_loader import load_pack
 
     for path in write_all(load_pack().NODE_CLASS_MAPPINGS):
         print(f"wrote {path.relative_to(REPO)}")

@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 AttentionKernel = Literal["fused", "math"]
 
@@ -40,7 +41,8 @@ def _fused_attention(
 def attention_as(kernel: AttentionKernel) -> Iterator[None]:
     """Within the block, attention runs as ``kernel``: ``fused`` (flash or memory-efficient) or ``math``."""
     if kernel == "math":
-        yield
+        with sdpa_kernel([SDPBackend.MATH]):  # the CPU would otherwise pick its own fused kernel
+            yield
         return
     original = F.scaled_dot_product_attention
     F.scaled_dot_product_attention = _fused_attention

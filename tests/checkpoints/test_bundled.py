@@ -32,7 +32,7 @@ def test_the_bare_name_finds_the_bundled_file(tmp_path: Path, monkeypatch: pytes
 
 
 def test_comfyui_lists_the_bundled_folder_last(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from test_nodes import load_pack
+    from pack_loader import load_pack
 
     services = load_pack().nodes.services
     monkeypatch.setenv("RELUMIX_MODELS_DIR", str(tmp_path))
@@ -44,7 +44,7 @@ def test_registration_keeps_extra_model_paths_and_adds_bundled_last(monkeypatch:
     import sys
     import types
 
-    from test_nodes import load_pack
+    from pack_loader import load_pack
 
     services = load_pack().nodes.services
     fake = types.ModuleType("folder_paths")

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from pack_loader import load_pack
 
 from relumix_core.cli.main import main
 from relumix_core.errors import ReLumixError
 
 REPO = Path(__file__).resolve().parents[2]
-PACK = "relumix_pack_under_test"
-
-
-def load_pack() -> ModuleType:
-    """Import the repo folder as ComfyUI does: a package named after its folder, loaded from __init__.py."""
-    if PACK in sys.modules:
-        return sys.modules[PACK]
-    spec = importlib.util.spec_from_file_location(PACK, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models") / "relumix"

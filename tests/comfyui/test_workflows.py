@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from comfy_graph import PromptError, check_input_types, core_definition, definition_of, execute, validate_prompt
+from pack_loader import load_pack
 from PIL import Image
-from test_nodes import load_pack
 
 from relumix_core.cli.main import main
 from relumix_core.media.video_io import read_video, write_video

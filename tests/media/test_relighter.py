@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_nodes import load_pack
+from pack_loader import load_pack
 
 from relumix_core.errors import ReLumixError
 from relumix_core.media.relighter import PRESETS, Light, parse_hex_color, relight_image
