@@ -140,3 +140,15 @@ def test_a_checkpoint_that_is_not_relumix_is_one_line(tmp_path, capsys: pytest.C
 def test_settings_replace_keeps_the_plan_honest() -> None:
     plan = simulate(TINY, 8, 64, 64, replace(RelightSettings(), num_steps=3, decode_chunk_size=2), "fp32")
     assert plan.settings["num_steps"] == 3 and plan.settings["decode_chunk_size"] == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_check_refuses_to_start_without_cuda() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "needs a CUDA GPU" in out.stderr
