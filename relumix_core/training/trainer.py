@@ -34,7 +34,8 @@ from .steps import STEPS
 IDENTITY_SECTIONS = ("stage", "data", "model", "ablation", "optim", "diffusion", "vae")
 
 
-def _check_run_folder(root: Path, config: TrainConfig) -> None:
+def check_run_folder(root: Path, config: TrainConfig) -> None:
+    """Refuse to continue a run folder whose saved config trains something else: resuming would mix two runs."""
     saved = root / "config.json"
     if not saved.exists():
         return
@@ -185,6 +186,22 @@ class TrainingRun:
         self.rewrap()
         self.module.train()
 
+    def after_step(self, step: int, totals: dict[str, float], tick: float) -> float:
+        """Log, checkpoint and sample when their intervals come round (log and checkpoint at the last step too);
+        returns the clock of the last log line, so ``sec_per_step`` averages over the steps since then."""
+        run = self.config.run
+        last = step == run.max_steps
+        if self.log is not None and (step % run.log_every == 0 or last):
+            elapsed = time.perf_counter() - tick
+            tick = time.perf_counter()
+            per_step = elapsed / (run.log_every if step % run.log_every == 0 else 1)
+            self.log.log(step, {**totals, "lr": self.scheduler.get_last_lr()[0], "sec_per_step": per_step})
+        if step % run.checkpoint_every == 0 or last:
+            self.checkpoint(step)
+        if self.main and run.sample_every and step % run.sample_every == 0:
+            self.sample(step)
+        return tick
+
     def export(self) -> Path:
         """The final model file, from the averaged weights when an average is kept."""
         self.accelerator.wait_for_everyone()
@@ -203,7 +220,7 @@ def _prepare_run_folder(config: TrainConfig, accelerator: Any) -> tuple[Path, An
     root = Path(config.run.output_dir).expanduser()
     if config.stage == "vae" and accelerator.num_processes > 1:
         raise ReLumixError("stage vae trains the small first stage of a from-scratch model: run it in one process")
-    _check_run_folder(root, config)
+    check_run_folder(root, config)
     dataset = make_dataset(config)  # fails early, with the path, on a bad dataset
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
@@ -248,6 +265,13 @@ def _start_run(config: TrainConfig, accelerator: Any, root: Path, dataset: Any) 
                        calibration, log)
 
 
+def _progress_bar(run: TrainingRun) -> Any:
+    """A tqdm bar over the run's steps, starting at the resumed step (main process only)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=run.config.run.max_steps, initial=run.start, desc=f"train {run.config.stage}", unit="step")
+
+
 def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = None, show_progress: bool = True) -> Path:
     """Train as ``config`` says, resuming from the newest checkpoint in ``run.output_dir``; returns the exported
     model file (``model.safetensors`` in the run folder)."""
@@ -262,11 +286,7 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
     run = _start_run(config, accelerator, root, dataset)
     batches = iter(make_loader(dataset, config, run.start, accelerator.process_index, accelerator.num_processes))
     step_fn = STEPS[config.stage]
-    bar = None
-    if run.main and show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=run_config.max_steps, initial=run.start, desc=f"train {config.stage}", unit="step")
+    bar = _progress_bar(run) if run.main and show_progress else None
     run.module.train()
     step = run.start
     signals = contextlib.ExitStack()
@@ -281,15 +301,7 @@ def train(config: TrainConfig, on_step: Callable[[int, dict], None] | None = Non
                 bar.set_postfix(loss=f"{totals['loss']:.4f}")
             if on_step is not None:
                 on_step(step, totals)
-            if run.log is not None and (step % run_config.log_every == 0 or step == run_config.max_steps):
-                elapsed = time.perf_counter() - tick
-                tick = time.perf_counter()
-                per_step = elapsed / (run_config.log_every if step % run_config.log_every == 0 else 1)
-                run.log.log(step, {**totals, "lr": run.scheduler.get_last_lr()[0], "sec_per_step": per_step})
-            if step % run_config.checkpoint_every == 0 or step == run_config.max_steps:
-                run.checkpoint(step)
-            if run.main and run_config.sample_every and step % run_config.sample_every == 0:
-                run.sample(step)
+            tick = run.after_step(step, totals, tick)
     except KeyboardInterrupt:
         if accelerator.num_processes == 1 and step > run.start:
             run.checkpoint(step)

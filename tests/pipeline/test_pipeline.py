@@ -99,7 +99,7 @@ def test_long_video_windows_have_no_seams(pipe: ReLumixPipeline, strategy: str) 
     """
     length = 18
     video, ref = clip(1).repeat(length, 1, 1, 1), clip(1, seed=5)[0]
-    # one decode chunk for the whole clip: decode chunk boundaries are seams of their own (see the README)
+    # one decode chunk for the whole clip: decode chunk boundaries are seams of their own (docs/performance.md)
     s = settings(window=6, overlap=2, strategy=strategy, num_steps=5, cond_aug=0.0, decode_chunk_size=length)
     cond = pipe.encode(video, ref, 0, s, torch.Generator().manual_seed(0))
     noise = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(1)).repeat(length, 1, 1, 1)

@@ -71,7 +71,7 @@ def test_learning_rate_schedules():
 
 
 def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
-    from relumix_core.training.trainer import _check_run_folder
+    from relumix_core.training.trainer import check_run_folder
 
     defaults = ['optim.lr_schedule="constant"', "optim.decay_start=0", "optim.min_lr_ratio=0.0"]
     config = load_config("tiny-unet", [f'run.output_dir="{tmp_path}"', *defaults])
@@ -79,10 +79,10 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
     for key in ("lr_schedule", "decay_start", "min_lr_ratio"):
         del saved["optim"][key]  # as written by an older version
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    _check_run_folder(tmp_path, config)  # the new keys are at their defaults: the same run
+    check_run_folder(tmp_path, config)  # the new keys are at their defaults: the same run
     changed = load_config("tiny-unet", [f'run.output_dir="{tmp_path}"', *defaults, "optim.lr=0.123"])
     with pytest.raises(ReLumixError, match="optim changed"):
-        _check_run_folder(tmp_path, changed)
+        check_run_folder(tmp_path, changed)
 
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
