@@ -91,19 +91,27 @@ def run(args: argparse.Namespace) -> int:
         return simulate(config, frames, height, width, candidate_settings, precision, offload, args.attention, name)
 
     fits = None
-    if args.vram is None:
-        plan = plan_for(args.frames, settings, args.precision, args.offload)
-    else:
+    final = (settings, args.precision, args.offload)
+    if args.vram is not None:
         window = settings.window or config.trained_frames
         proxy = min(args.frames, 2 * window)
         options = candidates(settings, args.precision, args.offload, window)
-        chosen, _, fits = fit_budget(lambda c: plan_for(proxy, c.settings, c.precision, c.offload), options,
-                                     int(args.vram * GIB))
-        plan = plan_for(args.frames, chosen.settings, chosen.precision, chosen.offload)
+        chosen, _, _ = fit_budget(lambda c: plan_for(proxy, c.settings, c.precision, c.offload), options,
+                                  int(args.vram * GIB))
+        final = (chosen.settings, chosen.precision, chosen.offload)
+    plan = plan_for(args.frames, *final)
+    if args.vram is not None:
         fits = plan.peak_with_context_bytes <= args.vram * GIB
         notes.append(("fits with " if fits else "does not fit even with ") + chosen.change)
     plan.notes.extend(notes)
-    report = plan.to_dict() | ({"vram_bytes": int(args.vram * GIB), "fits": fits} if args.vram is not None else {})
+    report = plan.to_dict()
+    if args.attention == "fused":
+        # efficient attention off adds the score matrices of one window's sampling step: one window shows them
+        math = simulate(config, min(args.frames, plan.settings["window"]), height, width, final[0], final[1],
+                        final[2], "math", name)
+        report["math_attention_peak_bytes"] = max(plan.peak_bytes, math.peak_bytes)
+    if args.vram is not None:
+        report |= {"vram_bytes": int(args.vram * GIB), "fits": fits}
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()
@@ -121,6 +129,8 @@ def _table(report: dict[str, Any]) -> str:
               for stage, peak in report["stages"].items()]
     s = report["settings"]
     peak, with_context = report["peak_bytes"] / GIB, report["peak_with_context_bytes"] / GIB
+    if "math_attention_peak_bytes" in report:
+        lines.append(f"with efficient attention off (math path): {report['math_attention_peak_bytes'] / GIB:.2f} GB")
     lines.append(
         f"peak {peak:.2f} GB allocated, {with_context:.2f} GB with the CUDA context; weights resident at the peak "
         f"{report['weights_bytes'] / GIB:.2f} GB; "

@@ -14,7 +14,7 @@ from relumix_core.memory.attention import attention_as
 from relumix_core.memory.simulate import CUDA_CONTEXT_BYTES, build_for_plan, component_bytes, simulate, trace_run
 from relumix_core.memory.tracker import MemoryTracker, rounded
 from relumix_core.models.full import builtin_full_config, share_identical_copies
-from relumix_core.models.tiny import relumix_tiny_config
+from relumix_core.models.tiny import build_untrained, relumix_tiny_config
 from relumix_core.pipeline.settings import RelightSettings
 
 TINY = relumix_tiny_config()
@@ -49,11 +49,7 @@ def test_fused_attention_keeps_no_score_matrix() -> None:
 
 def _real_cpu_peaks(settings: RelightSettings, attention: str) -> dict[str, int]:
     """The same tracker and stage bookkeeping around a real CPU run of the tiny model (random weights)."""
-    model = build_for_plan(TINY, "fp32")  # on meta: give every module real (random) CPU weights
-    for module in model.unique_components().values():
-        module.to_empty(device="cpu")
-    for parameter in model.parameters():
-        nn.init.normal_(parameter, std=0.02)
+    model = build_untrained(TINY, seed=0)  # real, random weights on the CPU
     return trace_run(model, 8, 64, 64, settings, "fp32", False, attention, "tiny", "cpu").stages
 
 
@@ -107,6 +103,7 @@ def test_plan_json_has_the_stable_fields(capsys: pytest.CaptureFixture[str]) -> 
                 "stages", "flops", "attention", "fits"):
         assert key in report, key
     assert report["fits"] is True and report["flops"]["total"] > report["flops"]["unet_step"] > 0
+    assert report["math_attention_peak_bytes"] >= report["peak_bytes"]  # efficient attention off never helps
 
 
 @pytest.mark.parametrize(
