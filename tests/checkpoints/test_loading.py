@@ -88,6 +88,7 @@ def test_official_layout_converts_bit_exactly(suffix: str, official_loaded, offi
     assert dst.stat().st_mode & 0o777 == 0o666 & ~umask  # not the private mode of the temporary file
 
 
+@pytest.mark.slow
 def test_fp16_conversion_casts_exactly(official_loaded, official_file: Path, tmp_path: Path) -> None:
     reference, _ = official_loaded
     dst = tmp_path / "fp16.safetensors"
@@ -203,6 +204,7 @@ def test_unused_official_parts_are_ignored_with_reasons(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ quirk Q1
 
 
+@pytest.mark.slow
 def test_checkpoint_without_spatial_gates(tmp_path: Path) -> None:
     state = {k: v for k, v in official_state().items() if not SPATIAL_GATE.search(k)}
     assert len(official_state()) - len(state) == 22 * 3  # 22 spatial attention modules x (gate, weight, bias)
@@ -231,6 +233,7 @@ def test_checkpoint_without_spatial_gates(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ duplicates
 
 
+@pytest.mark.slow
 def test_identical_reference_embedders_are_loaded_once(tmp_path: Path) -> None:
     state = official_state()
     copies = {"conditioner.embedders.0.open_clip.": "conditioner.embedders.1.open_clip.",
@@ -323,6 +326,7 @@ def _load_without_encoder_sharing(path: Path, monkeypatch: pytest.MonkeyPatch) -
     return model
 
 
+@pytest.mark.slow
 def test_identical_vae_encoder_is_loaded_once(vae_copy_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, report = load_relumix(vae_copy_file, **TINY_OFFICIAL_OPTIONS)
     assert model.frame_encoder.encoder is model.vae.encoder
@@ -377,6 +381,7 @@ def test_not_requested_first_stage_keeps_the_frame_encoder_whole(vae_copy_file: 
     assert report.loaded["frame_encoder"] == len(model.frame_encoder.state_dict())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reference", ["whole", "encoder"])
 def test_reference_encoder_chains_to_the_vae_encoder(reference: str, chain_file: Path, chain_loaded: ReLumixModel,
                                                      tmp_path: Path) -> None:
@@ -431,6 +436,7 @@ def test_shared_vae_encoder_is_stored_once(target: str, chain_loaded: ReLumixMod
         == encoder_tensors
 
 
+@pytest.mark.slow
 def test_linked_encoder_loading_is_still_strict(chain_loaded: ReLumixModel, tmp_path: Path) -> None:
     path = save_single_file(chain_loaded, tmp_path / "shared.safetensors")
     with safe_open(str(path), "pt") as handle:
@@ -520,6 +526,7 @@ def test_svd_init_shares_an_identical_first_stage_encoder(tmp_path: Path) -> Non
 # ------------------------------------------------------------------------------------------------ trained_frames
 
 
+@pytest.mark.slow
 def test_trained_frames(official_loaded, tmp_path: Path) -> None:
     assert official_loaded[0].config.trained_frames == 14
     assert json.loads(official_loaded[0].config.to_json())["trained_frames"] == 14
@@ -642,6 +649,7 @@ def test_failed_load_leaves_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_existing_destination_is_kept(tiny_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dst = tmp_path / "existing.safetensors"
     dst.write_bytes(b"precious")

@@ -27,6 +27,7 @@ def test_fixture_folder_present_or_skip(official_fixtures: Path) -> None:
     assert kinds, "the shared fixture folder holds no known fixture"
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(official_fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(official_fixtures / "unet_tiny.json")]) == 0
     assert "output.f64" in capsys.readouterr().out

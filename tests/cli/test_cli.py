@@ -58,6 +58,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: relumix" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_init_tiny(tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "t.safetensors"
     assert main(["init-tiny", str(out), "--seed", "5"]) == 0
@@ -113,6 +114,7 @@ def test_convert_official(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert not [p for p in tmp_path.rglob("*.partial")]
 
 
+@pytest.mark.slow
 def test_convert_refuses_to_overwrite(tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dst = tmp_path / "taken.safetensors"
     dst.write_bytes(b"someone else's file")
@@ -123,6 +125,7 @@ def test_convert_refuses_to_overwrite(tiny_ckpt: Path, tmp_path: Path, capsys: p
     assert_bit_identical(load_relumix(tiny_ckpt)[0], load_relumix(dst)[0])
 
 
+@pytest.mark.slow
 def test_convert_records_the_detail_radius_and_steps(tiny_ckpt: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     dst = tmp_path / "with_detail.safetensors"

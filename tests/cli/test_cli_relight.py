@@ -51,6 +51,7 @@ def test_relight_long_video_writes_every_frame_at_input_size(workdir: Path) -> N
     assert len(list((workdir / "seq").glob("frame_*.png"))) == FRAMES
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_without_force(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = workdir / "keep.gif"
     target.write_bytes(b"precious")
@@ -87,6 +88,7 @@ def test_unreadable_video(workdir: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "broken.mp4" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_interrupt_leaves_no_output(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from relumix_core.pipeline import pipeline
 

@@ -376,6 +376,7 @@ def test_eval_with_model_writes_every_metric(data_root: Path, checkpoint: Path, 
     assert (out / "report.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_oracle_scores_the_ground_truth_through_the_vae(data_root: Path, checkpoint: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     from relumix_core.checkpoints.loading import load_relumix

@@ -70,6 +70,7 @@ def test_windowed_peak_stays_flat_with_clip_length() -> None:
     assert long.peak_bytes <= 1.05 * short.peak_bytes
 
 
+@pytest.mark.slow
 def test_sequential_branches_and_offload_lower_what_they_should() -> None:
     base = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1), "fp32")
     sequential = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1, batch_branches=False), "fp32")
@@ -79,6 +80,7 @@ def test_sequential_branches_and_offload_lower_what_they_should() -> None:
     assert sequential.flops["total"] == base.flops["total"]  # the same work, in two calls
 
 
+@pytest.mark.slow
 def test_fp8_halves_the_unet_weights_of_fp16() -> None:
     config = share_identical_copies(builtin_full_config())
     model = build_for_plan(config, "fp16")
@@ -86,6 +88,7 @@ def test_fp8_halves_the_unet_weights_of_fp16() -> None:
                                                                           rel=1e-3)
 
 
+@pytest.mark.slow
 def test_steps_multiply_sampling_flops_only() -> None:
     one = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=1), "fp32")
     four = simulate(TINY, 8, 64, 64, RelightSettings(num_steps=4), "fp32")
@@ -95,6 +98,7 @@ def test_steps_multiply_sampling_flops_only() -> None:
     assert four.peak_with_context_bytes == four.peak_bytes + CUDA_CONTEXT_BYTES
 
 
+@pytest.mark.slow
 def test_plan_json_has_the_stable_fields(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--architecture", "tiny", "--frames", "8", "--size", "64", "--precision", "fp32",
                  "--steps", "2", "--vram", "1", "--json"]) == 0
@@ -120,6 +124,7 @@ def test_bad_input_is_one_line(args: list[str], message: str, capsys: pytest.Cap
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_size_the_model_cannot_take_is_rounded_with_a_note(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--architecture", "tiny", "--frames", "4", "--size", "70x50", "--steps", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -134,11 +139,13 @@ def test_a_checkpoint_that_is_not_relumix_is_one_line(tmp_path, capsys: pytest.C
     assert capsys.readouterr().err.startswith("error: ")
 
 
+@pytest.mark.slow
 def test_settings_replace_keeps_the_plan_honest() -> None:
     plan = simulate(TINY, 8, 64, 64, replace(RelightSettings(), num_steps=3, decode_chunk_size=2), "fp32")
     assert plan.settings["num_steps"] == 3 and plan.settings["decode_chunk_size"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_gpu_check_refuses_to_start_without_cuda() -> None:
     import subprocess
