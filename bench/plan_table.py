@@ -1,6 +1,7 @@
 """The "Will it fit?" table: the authors' full-size model, simulated by ``relumix plan`` (no GPU needed).
 
-    python bench/plan_table.py            # writes bench/results/plan-table.json and prints the Markdown table
+    python bench/plan_table.py            # simulates (about an hour on 2 cores), writes bench/results/plan-table.json
+    python bench/plan_table.py --print    # the README's Markdown table from that JSON (a test keeps them equal)
 
 Rows: 512x512 and 576x1024 at 14, 61 and 300 frames. Columns: everything on the GPU in fp16 (batched branches,
 decode chunk = window), then one switch at a time: offload, sequential branches, bf16, fp8 UNet weights. Peaks
@@ -33,7 +34,11 @@ COLUMNS = {
 GIB = 2**30
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--print"]:
+        print(markdown(json.loads(OUT.read_text())["rows"]))
+        return 0
     config = share_identical_copies(builtin_full_config())
     rows = []
     for height, width in SIZES:

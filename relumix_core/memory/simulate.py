@@ -6,6 +6,11 @@ activations op by op; the weights each stage keeps on the GPU are added from the
 (everything, or with ``offload`` only the stage's own components). Sampling is traced for one step, which is
 enough: every step holds the same tensors, so the peak is the same, and the sampling FLOPs are multiplied by the
 number of steps. Everything else (encoding, chain windows' re-embedding, decoding) runs once per clip as traced.
+
+Data-dependent code cannot run on meta tensors (no values: ``.item()``, ``.cpu()`` or a branch on a value raises).
+The pipeline's one such point is a result leaving the device for the host, where
+:func:`~relumix_core.pipeline.pipeline.to_host` hands on an empty CPU tensor of the same shape; the noise, the
+sigmas and the guidance scales are made on the CPU from the settings and only moved to the device.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..models.relumix import ReLumixConfig, ReLumixModel
 from ..pipeline.pipeline import ENCODERS, ReLumixPipeline
 from ..pipeline.settings import RelightSettings
 from .attention import AttentionKernel, attention_as, kernel_name
-from .tracker import MemoryTracker
+from .tracker import MemoryTracker, rounded
 
 #: Storage precision -> (compute dtype, bytes per UNet weight). fp8 stores the UNet's weights in 1 byte and computes
 #: in fp16, upcasting each layer's weights as it runs (ComfyUI's fp8 modes work this way).
@@ -79,6 +84,14 @@ def build_for_plan(config: ReLumixConfig, precision: str) -> ReLumixModel:
     return model
 
 
+def fp8_upcast_bytes(model: ReLumixModel) -> int:
+    """The largest UNet layer's weights in the compute dtype: fp8 storage upcasts one layer at a time as it runs,
+    so this much more is live during sampling (ComfyUI's fp8 modes cast per layer the same way)."""
+    compute = torch.finfo(PRECISIONS["fp8"][0]).bits // 8
+    layers = (module.parameters(recurse=False) for module in model.component("unet").modules())
+    return max((sum(rounded(p.numel() * compute) for p in params) for params in layers), default=0)
+
+
 def component_bytes(model: ReLumixModel, names: tuple[str, ...], precision: str) -> int:
     """Bytes of the weights (and buffers) of components ``names``, each tensor once however many use it."""
     seen: set[int] = set()
@@ -110,6 +123,8 @@ class _StageWatch:
             for stage, names in STAGE_COMPONENTS.items()
         }
         self.resident["weights"] = 0 if offload else component_bytes(model, everything, precision)
+        if PRECISIONS[precision][1] is not None:
+            self.resident["sample"] += fp8_upcast_bytes(model)
         self.handles = []
         kinds = {"image_encoder": "embed", "reference_image_encoder": "embed", "frame_encoder": "encode",
                  "reference_encoder": "encode", "unet": "sample"}
@@ -118,7 +133,9 @@ class _StageWatch:
             if module is not None:
                 self.handles.append(module.register_forward_pre_hook(self._hook(stage)))
         self.handles.append(model.component("vae").decoder.register_forward_pre_hook(self._hook("decode")))
+        # "weights" is what stays resident between stages, nothing else: the inputs' preparation belongs to "embed"
         tracker.enter_stage("weights", self.resident["weights"])
+        tracker.enter_stage("embed", self.resident["embed"])
 
     def _hook(self, stage: str) -> Any:
         def enter(*_: object) -> None:
@@ -207,4 +224,6 @@ def trace_run(
         stage_flops=stage_flops,
         attention=kernel_name(attention, PRECISIONS[precision][0]), windows=evaluations,
         simulation_seconds=0.0,
+        notes=[f"sampling traced for 1 of {steps} steps (every step holds the same tensors); its FLOPs x {steps}"]
+        if steps > 1 else [],
     )
