@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 plan = simulate(config, frames, height, width, settings, precision, offload, architecture="full")
                 row["columns"][name] = plan.to_dict()
-                print(f"{height}x{width} {frames:>3} {name:<22} {plan.peak_with_context_bytes / GIB:6.2f} GB "
+                print(f"{height}x{width} {frames:>3} {name:<22} {plan.peak_with_context_bytes / GIB:6.2f} GiB "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
             rows.append(row)
     write_text(OUT, json.dumps({"rows": rows}, indent=1) + "\n")
