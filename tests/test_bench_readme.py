@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -24,3 +25,20 @@ def test_readme_table_matches_the_benchmark_json() -> None:
     assert found, "README.md lacks the <!-- bench-table --> block"
     assert found.group(1) == generator.table(), "README table is stale: paste the output of bench/readme_table.py"
     assert len(generator.rows()) >= 3
+
+
+def _plan_table():
+    spec = importlib.util.spec_from_file_location("plan_table", REPO / "bench" / "plan_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_will_it_fit_table_matches_the_simulated_json() -> None:
+    generator = _plan_table()
+    rows = json.loads(generator.OUT.read_text())["rows"]
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"<!-- plan-table -->\n(.*?)\n<!-- /plan-table -->", readme, re.S)
+    assert found, "README.md lacks the <!-- plan-table --> block"
+    assert found.group(1) == generator.markdown(rows), "stale: paste the output of python bench/plan_table.py --print"
+    assert {(r["size"], r["frames"]) for r in rows} == {(s, f) for s in ("512x512", "576x1024") for f in (14, 61, 300)}
