@@ -2,7 +2,7 @@
 
 The run's real code path is traced on torch's meta device (:mod:`relumix_core.memory`): the same settings as
 ``relumix relight``, the full-size architecture (or a checkpoint's), no weights read. ``--vram`` searches the memory
-switches for the fastest combination that fits.
+switches for the fastest combination that fits. The JSON field names are read by other tools: keep them stable.
 """
 
 from __future__ import annotations
@@ -43,6 +43,16 @@ def positive_gb(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
 def _model_config(args: argparse.Namespace) -> tuple[Any, str]:
     """The config to plan for, and its name in the report."""
     if args.checkpoint:
@@ -62,7 +72,8 @@ def _model_config(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _rounded_size(size: tuple[int, int], multiple: int, notes: list[str]) -> tuple[int, int]:
-    """Sides as multiples of the model's ``multiple`` (the nearest, at least one multiple), with a note."""
+    """Sides as the nearest multiples of the model's ``multiple`` (at least one), with a note: the size that
+    ``relumix relight --size HxW`` names as the nearest valid one."""
     rounded = tuple(max(multiple, round(side / multiple) * multiple) for side in size)
     if rounded != size:
         notes.append(f"size {size[0]}x{size[1]} rounded to {rounded[0]}x{rounded[1]} (multiples of {multiple}, "
@@ -71,47 +82,39 @@ def _rounded_size(size: tuple[int, int], multiple: int, notes: list[str]) -> tup
 
 
 def run(args: argparse.Namespace) -> int:
-
-    from ..memory.search import candidates, fit_budget
+    from ..memory.search import Candidate
     from ..memory.simulate import simulate
     from ..models.full import build_on_meta
     from ..pipeline.settings import RelightSettings
 
     config, name = _model_config(args)
     notes: list[str] = []
-    multiple = build_on_meta(config).size_multiple
-    height, width = _rounded_size(args.size, multiple, notes)
+    height, width = _rounded_size(args.size, build_on_meta(config).size_multiple, notes)
     settings = RelightSettings(
         num_steps=args.steps, window=args.window, overlap=args.overlap, strategy=args.strategy,
         batch_branches=not args.sequential_branches, decode_chunk_size=args.decode_chunk_size,
     )
     settings.check()
 
-    def plan_for(frames: int, candidate_settings: Any, precision: str, offload: bool) -> Any:
-        return simulate(config, frames, height, width, candidate_settings, precision, offload, args.attention, name)
+    def plan_for(frames: int, candidate: Candidate, attention: str = args.attention) -> Any:
+        return simulate(config, frames, height, width, candidate.settings, candidate.precision, candidate.offload,
+                        attention, name)  # type: ignore[arg-type]
 
-    fits = None
-    final = (settings, args.precision, args.offload)
+    chosen = Candidate(settings, args.precision, args.offload)
     if args.vram is not None:
-        window = settings.window or config.trained_frames
-        proxy = min(args.frames, 2 * window)
-        options = candidates(settings, args.precision, args.offload, window)
-        chosen, _, _ = fit_budget(lambda c: plan_for(proxy, c.settings, c.precision, c.offload), options,
-                                  int(args.vram * GIB))
-        final = (chosen.settings, chosen.precision, chosen.offload)
-    plan = plan_for(args.frames, *final)
-    if args.vram is not None:
-        fits = plan.peak_with_context_bytes <= args.vram * GIB
-        notes.append(("fits with " if fits else "does not fit even with ") + chosen.change)
+        chosen = _search(plan_for, chosen, args.frames, settings.window or config.trained_frames, args.vram, notes)
+    plan = plan_for(args.frames, chosen)
     plan.notes.extend(notes)
     report = plan.to_dict()
     if args.attention == "fused":
         # efficient attention off adds the score matrices of one window's sampling step: one window shows them
-        math = simulate(config, min(args.frames, plan.settings["window"]), height, width, final[0], final[1],
-                        final[2], "math", name)
-        report["math_attention_peak_bytes"] = max(plan.peak_bytes, math.peak_bytes)
+        math_plan = plan_for(min(args.frames, plan.settings["window"]), chosen, "math")
+        report["math_attention_peak_bytes"] = max(plan.peak_bytes, math_plan.peak_bytes)
     if args.vram is not None:
+        fits = plan.peak_with_context_bytes <= args.vram * GIB
         report |= {"vram_bytes": int(args.vram * GIB), "fits": fits}
+        report["notes"].append(("fits " if fits else "does not fit even ")
+                               + ("as requested" if not chosen.changes else f"with {chosen.change}"))
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()
@@ -120,37 +123,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(plan_for: Any, request: Any, frames: int, window: int, vram: float, notes: list[str]) -> Any:
+    """The fastest settings that fit ``vram`` GB. The search simulates a short clip (two windows: the peak barely
+    depends on the length, which windows bound); if the whole clip then does not fit, it searches on the whole clip."""
+    from ..memory.search import BudgetSearch
+
+    budget = int(vram * GIB)
+    proxy = min(frames, 2 * window)
+    chosen, _, fits = BudgetSearch(lambda c: plan_for(proxy, c), request, window, budget).run()
+    if proxy < frames and fits and plan_for(frames, chosen).peak_with_context_bytes > budget:
+        notes.append(f"the {proxy}-frame search fitted but the whole clip did not: searched again on {frames} frames")
+        chosen, _, fits = BudgetSearch(lambda c: plan_for(frames, c), request, window, budget).run()
+    return chosen
+
+
 def _table(report: dict[str, Any]) -> str:
     flops = report["flops"]
     lines = [f"{report['architecture']}: {report['frames']} frames at {report['height']}x{report['width']}, "
              f"{report['precision']}, attention {report['attention']} (simulated on the meta device)",
-             f"{'stage':<10}{'peak GB':>9}{'TFLOP':>10}"]
+             f"{'stage':<10}{'peak GiB':>9}{'TFLOP':>10}"]
     lines += [f"{stage:<10}{peak / GIB:>9.2f}{report['stage_flops'].get(stage, 0) / 1e12:>10.1f}"
               for stage, peak in report["stages"].items()]
     s = report["settings"]
     peak, with_context = report["peak_bytes"] / GIB, report["peak_with_context_bytes"] / GIB
     if "math_attention_peak_bytes" in report:
-        lines.append(f"with efficient attention off (math path): {report['math_attention_peak_bytes'] / GIB:.2f} GB")
+        lines.append(f"with efficient attention off (math path): {report['math_attention_peak_bytes'] / GIB:.2f} GiB")
     lines.append(
-        f"peak {peak:.2f} GB allocated, {with_context:.2f} GB with the CUDA context; weights resident at the peak "
-        f"{report['weights_bytes'] / GIB:.2f} GB; "
+        f"peak {peak:.2f} GiB allocated, {with_context:.2f} GiB with the CUDA context; weights resident at the peak "
+        f"{report['weights_bytes'] / GIB:.2f} GiB; "
         f"{flops['total'] / 1e12:.0f} TFLOP per clip ({flops['ratio_to_floor']:.2f}x the UNet floor; "
         f"{flops['unet_step'] / 1e12:.1f} TFLOP per guided window step); window {s['window']}, overlap {s['overlap']}, "
         f"{s['strategy']}, {'batched' if s['batch_branches'] else 'sequential'} branches, decode chunk "
         f"{s['decode_chunk_size']}, {'offload' if report['offload'] else 'all on GPU'}, {s['num_steps']} steps"
     )
     if "fits" in report:
-        lines.append(f"{'fits' if report['fits'] else 'does NOT fit'} in {report['vram_bytes'] / GIB:.1f} GB")
+        lines.append(f"{'fits' if report['fits'] else 'does NOT fit'} in {report['vram_bytes'] / GIB:.1f} GiB")
     lines += [f"note: {note}" for note in report["notes"]]
     return "\n".join(lines)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "plan",
-        help="GPU memory and compute of a run, simulated without a GPU or the weights (will it fit?)",
-        description=__doc__.split("\n\n")[0],
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``relumix plan``."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", "-c", default=None, help="plan for this checkpoint's architecture")
     source.add_argument("--architecture", choices=("full", "tiny"), default="full",
@@ -160,8 +173,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16",
                         help="weights: fp16 (default), bf16, fp32, or fp8 storage of the UNet (computed in fp16)")
     parser.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model's own)")
-    parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
-    parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
+    parser.add_argument("--window", type=positive_int, default=None,
+                        help="frames per window (default: the trained length)")
+    parser.add_argument("--overlap", type=non_negative_int, default=None,
+                        help="frames shared by windows (default window/3)")
     parser.add_argument("--strategy", choices=("anchor", "chain"), default="chain", help="long clips (default chain)")
     parser.add_argument("--sequential-branches", action="store_true", help="guidance branches one after the other")
     parser.add_argument("--offload", action="store_true", help="each component on the GPU only during its stage")
@@ -172,5 +187,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--vram", type=positive_gb, default=None, metavar="GB",
                         help="search the memory switches for the fastest settings that fit in GB")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run)
 
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "plan",
+        help="GPU memory and compute of a run, simulated without a GPU or the weights (will it fit?)",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)

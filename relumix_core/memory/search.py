@@ -1,65 +1,143 @@
-"""Settings that fit a memory budget: try the memory switches from the fastest to the slowest, keep the first fit.
+"""Settings that fit a memory budget: the fastest combination of memory switches whose peak fits.
 
-The order follows what each switch costs in speed (and, for the window, in quality): sequential guidance branches
-(two UNet calls instead of one batch), offloading (components move every stage), smaller decode chunks (more
-decoder calls; it also changes the pictures slightly), a shorter window (more windows; beyond the trained length's
-quality) and, last, fp8 storage of the UNet's weights. The search runs on a short proxy clip, because the peak
-barely depends on the clip's length (the windows bound it); the chosen settings are then planned on the whole clip.
+Each switch is a ladder of levels, level 0 being the run as asked. The ladders, from the cheapest in speed (and
+quality) to the dearest: sequential guidance branches (two UNet calls instead of one batch), offloading (the
+components move every stage), smaller decode chunks (more decoder calls; the temporal decoder also sees shorter
+videos, which changes the pictures slightly), a shorter window (more windows, and shorter than the model was
+trained on) and, last, fp8 storage of the UNet's weights.
+
+The search climbs the ladders in that order until the peak fits, then walks back down every earlier ladder, the
+dearest first, as far as the peak still fits: a switch that turned out not to matter is dropped (at 14 frames the
+VAE decode, not sampling, sets the peak, so sequential branches alone save nothing). Every step is one simulation;
+results are cached by levels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..pipeline.settings import RelightSettings
 from .simulate import Plan
 
+DECODE_CHUNKS = (7, 4, 2, 1)
+WINDOWS = (10, 8, 6)
+
 
 @dataclass(frozen=True)
 class Candidate:
+    """One combination of memory settings and what it changes against the request, in words."""
+
     settings: RelightSettings
     precision: str
     offload: bool
-    change: str  # what this candidate changes, in words
+    changes: tuple[str, ...] = ()
+
+    @property
+    def change(self) -> str:
+        return ", ".join(self.changes) or "as requested"
 
 
-def candidates(settings: RelightSettings, precision: str, offload: bool, window: int) -> Iterator[Candidate]:
-    """Memory settings from the fastest (the request as given) to the slowest, each adding one switch."""
-    current = Candidate(settings, precision, offload, "as requested")
-    yield current
-    if current.settings.batch_branches:
-        current = replace(current, settings=replace(current.settings, batch_branches=False),
-                          change="sequential guidance branches")
-        yield current
-    if not current.offload:
-        current = replace(current, offload=True, change="offload between stages")
-        yield current
-    chunk = current.settings.decode_chunk_size or window
-    for smaller in (7, 4, 2, 1):
-        if smaller < chunk:
-            current = replace(current, settings=replace(current.settings, decode_chunk_size=smaller),
-                              change=f"decode chunk {smaller}")
-            yield current
-    for shorter in (10, 8, 6):
-        if shorter < (current.settings.window or window):
-            overlap = max(1, shorter // 3)
-            current = replace(current, settings=replace(current.settings, window=shorter, overlap=overlap),
-                              change=f"window {shorter} (overlap {overlap})")
-            yield current
-    if current.precision != "fp8":
-        yield replace(current, precision="fp8", change="fp8 UNet weights")
+@dataclass(frozen=True)
+class Ladder:
+    """One switch: ``levels[0]`` is the request, later levels save more memory and cost more time."""
+
+    name: str
+    levels: tuple[Callable[[Candidate], Candidate], ...]
 
 
-def fit_budget(plan_for: Callable[[Candidate], Plan], options: Iterator[Candidate], budget_bytes: int
-               ) -> tuple[Candidate, Plan, bool]:
-    """The first candidate whose peak (CUDA context included) fits ``budget_bytes``; else the smallest peak."""
-    best: tuple[Candidate, Plan] | None = None
-    for candidate in options:
-        plan = plan_for(candidate)
-        if plan.peak_with_context_bytes <= budget_bytes:
-            return candidate, plan, True
-        if best is None or plan.peak_with_context_bytes < best[1].peak_with_context_bytes:
-            best = (candidate, plan)
-    assert best is not None
-    return best[0], best[1], False
+def _change(candidate: Candidate, words: str, settings: dict[str, object] | None = None, **fields: object
+            ) -> Candidate:
+    """``candidate`` with ``settings`` fields and candidate ``fields`` replaced, ``words`` added to its changes."""
+    changed = replace(candidate.settings, **(settings or {}))
+    return replace(candidate, settings=changed, changes=(*candidate.changes, words), **fields)  # type: ignore[arg-type]
+
+
+def _keep(candidate: Candidate) -> Candidate:
+    return candidate
+
+
+def _sequential(candidate: Candidate) -> Candidate:
+    return _change(candidate, "sequential guidance branches", {"batch_branches": False})
+
+
+def _offload(candidate: Candidate) -> Candidate:
+    return _change(candidate, "offload between stages", offload=True)
+
+
+def _fp8(candidate: Candidate) -> Candidate:
+    return _change(candidate, "fp8 UNet weights", precision="fp8")
+
+
+def _decode_chunk(size: int) -> Callable[[Candidate], Candidate]:
+    return lambda candidate: _change(candidate, f"decode chunk {size}", {"decode_chunk_size": size})
+
+
+def _window(size: int) -> Callable[[Candidate], Candidate]:
+    overlap = max(1, size // 3)
+    return lambda candidate: _change(candidate, f"window {size} (overlap {overlap})",
+                                     {"window": size, "overlap": overlap})
+
+
+def ladders(request: Candidate, window: int) -> list[Ladder]:
+    """The switches that can still act on ``request`` (``window``: the frames per window it resolves to)."""
+    found = []
+    if request.settings.batch_branches:
+        found.append(Ladder("branches", (_keep, _sequential)))
+    if not request.offload:
+        found.append(Ladder("offload", (_keep, _offload)))
+    window = request.settings.window or window
+    chunks = [_decode_chunk(c) for c in DECODE_CHUNKS if c < (request.settings.decode_chunk_size or window)]
+    if chunks:
+        found.append(Ladder("decode chunk", (_keep, *chunks)))
+    windows = [_window(w) for w in WINDOWS if w < window]
+    if windows:
+        found.append(Ladder("window", (_keep, *windows)))
+    if request.precision != "fp8":
+        found.append(Ladder("precision", (_keep, _fp8)))
+    return found
+
+
+class BudgetSearch:
+    """Find the fastest candidate whose peak (CUDA context included) fits ``budget_bytes``."""
+
+    def __init__(self, evaluate: Callable[[Candidate], Plan], request: Candidate, window: int,
+                 budget_bytes: int) -> None:
+        self.evaluate, self.request, self.budget = evaluate, request, budget_bytes
+        self.ladders = ladders(request, window)
+        self.tried: dict[tuple[int, ...], tuple[Candidate, Plan]] = {}
+
+    def at(self, levels: tuple[int, ...]) -> tuple[Candidate, Plan]:
+        """The candidate at ``levels`` (one per ladder) and its plan, simulated once."""
+        if levels not in self.tried:
+            candidate = self.request
+            for ladder, level in zip(self.ladders, levels, strict=True):
+                if level:
+                    candidate = ladder.levels[level](candidate)
+            self.tried[levels] = (candidate, self.evaluate(candidate))
+        return self.tried[levels]
+
+    def fits(self, levels: tuple[int, ...]) -> bool:
+        return self.at(levels)[1].peak_with_context_bytes <= self.budget
+
+    def run(self) -> tuple[Candidate, Plan, bool]:
+        """Climb the ladders in order until it fits, then drop what was not needed; without a fit, the candidate
+        with the smallest peak."""
+        levels = [0] * len(self.ladders)
+        climbed = 0
+        fitted = self.fits(tuple(levels))
+        for index, ladder in enumerate(self.ladders):
+            for level in range(1, len(ladder.levels)):
+                if fitted:
+                    break
+                levels[index] = level
+                climbed = index
+                fitted = self.fits(tuple(levels))
+        if not fitted:
+            best = min(self.tried.values(), key=lambda pair: pair[1].peak_with_context_bytes)
+            return best[0], best[1], False
+        for index in reversed(range(climbed)):
+            while levels[index] and self.fits(tuple(levels[:index] + [levels[index] - 1] + levels[index + 1:])):
+                levels[index] -= 1
+        candidate, plan = self.at(tuple(levels))
+        return candidate, plan, True
