@@ -10,15 +10,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("readme_table", REPO / "bench" / "readme_table.py")
+def _bench_script(name: str):
+    """A script of bench/ as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_readme_table_matches_the_benchmark_json() -> None:
-    generator = _generator()
+    generator = _bench_script("readme_table")
     assert list((REPO / "bench" / "results").glob("*.json")), "no benchmark results in bench/results"
     readme = (REPO / "README.md").read_text()
     found = re.search(r"<!-- bench-table -->\n(.*?)\n<!-- /bench-table -->", readme, re.S)
@@ -27,15 +28,8 @@ def test_readme_table_matches_the_benchmark_json() -> None:
     assert len(generator.rows()) >= 3
 
 
-def _plan_table():
-    spec = importlib.util.spec_from_file_location("plan_table", REPO / "bench" / "plan_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_will_it_fit_table_matches_the_simulated_json() -> None:
-    generator = _plan_table()
+    generator = _bench_script("plan_table")
     rows = json.loads(generator.OUT.read_text())["rows"]
     readme = (REPO / "README.md").read_text()
     found = re.search(r"<!-- plan-table -->\n(.*?)\n<!-- /plan-table -->", readme, re.S)
