@@ -84,12 +84,11 @@ def _rounded_size(size: tuple[int, int], multiple: int, notes: list[str]) -> tup
 def run(args: argparse.Namespace) -> int:
     from ..memory.search import Candidate
     from ..memory.simulate import simulate
-    from ..models.full import build_on_meta
     from ..pipeline.settings import RelightSettings
 
     config, name = _model_config(args)
     notes: list[str] = []
-    height, width = _rounded_size(args.size, build_on_meta(config).size_multiple, notes)
+    height, width = _rounded_size(args.size, config.size_multiple, notes)
     settings = RelightSettings(
         num_steps=args.steps, window=args.window, overlap=args.overlap, strategy=args.strategy,
         batch_branches=not args.sequential_branches, decode_chunk_size=args.decode_chunk_size,

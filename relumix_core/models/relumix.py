@@ -67,6 +67,19 @@ class ReLumixConfig:
     def unet(self) -> Any:
         return self.components["unet"]
 
+    @property
+    def latent_factor(self) -> int:
+        """How much the first-stage VAE shrinks a side (8 for SVD/ReLumix, 4 for relumix-tiny)."""
+        vae = self.components.get("vae") or self.components.get("frame_encoder")
+        return 2 ** (vae.num_levels - 1) if vae is not None else 8
+
+    @property
+    def size_multiple(self) -> int:
+        """Processing sides are multiples of this: the VAE factor times the UNet's downsampling (64 for ReLumix).
+        Read from the config alone, so a memory plan knows it without building the model."""
+        unet = self.components.get("unet")
+        return self.latent_factor * 2 ** (len(unet.channel_mult) - 1) if unet is not None else 64
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -201,14 +214,12 @@ class ReLumixModel(nn.Module):
     @property
     def latent_factor(self) -> int:
         """How much the first-stage VAE shrinks a side (8 for SVD/ReLumix, 4 for relumix-tiny)."""
-        vae = self.config.components.get("vae") or self.config.components.get("frame_encoder")
-        return 2 ** (vae.num_levels - 1) if vae is not None else 8
+        return self.config.latent_factor
 
     @property
     def size_multiple(self) -> int:
-        """Processing sides are multiples of this: the VAE factor times the UNet's downsampling (64 for ReLumix)."""
-        unet = self.config.components.get("unet")
-        return self.latent_factor * 2 ** (len(unet.channel_mult) - 1) if unet is not None else 64
+        """Processing sides are multiples of this (64 for ReLumix); see :attr:`ReLumixConfig.size_multiple`."""
+        return self.config.size_multiple
 
     @property
     def dtype(self) -> torch.dtype:
