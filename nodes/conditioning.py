@@ -78,6 +78,10 @@ class EmbeddingFuse:
             fps_id=fps_id, cond_aug=cond_aug, reference_range=model.reference_range,  # type: ignore[arg-type]
             size=_processing_size(resolution, size), fit=fit,  # type: ignore[arg-type]
         )
+        if frames.ndim == 4 and reference_index < frames.shape[0]:  # bad shapes fail in encode, with the reason
+            resolved = settings.resolved(model.pipeline.model)
+            size = model.pipeline.framing(frames.shape[1], frames.shape[2], resolved).size
+            settings = model.plan_memory(frames.shape[0], size, settings, "auto")
         generator = torch.Generator().manual_seed(seed)
         try:
             conditioning = model.pipeline.encode(frames, reference, reference_index, settings, generator)

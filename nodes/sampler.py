@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from . import services
-from .loader import ReLumixHandle
+from .loader import MEMORY_MODES, ReLumixHandle
 from .reference import to_comfy_images
 
 STRATEGIES = ("anchor", "chain")
@@ -54,6 +54,14 @@ class ReLumixSampler:
                                      "tooltip": "detail transfer: blur radius in processing pixels below which "
                                                 "texture comes from the input frames; -1 = the model's own "
                                                 "(off for ReLumix), 0 = off"}),
+                "memory": (MEMORY_MODES, {"default": "auto",
+                                          "tooltip": "auto: when the run as set would not fit this GPU, switch to "
+                                                     "sequential branches, VAE tiles, smaller decode chunks or a "
+                                                     "shorter window, the fastest that fit (logged in one line); "
+                                                     "as set: exactly these inputs"}),
+                "vae_tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
+                                     "tooltip": "VAE decode in overlapping tiles of this many pixels (0 = whole "
+                                                "frames unless memory auto needs tiles)"}),
             },
         }
 
@@ -71,6 +79,8 @@ class ReLumixSampler:
         decode_chunk: int,
         batch_branches: bool,
         detail: float = -1.0,
+        memory: str = "auto",
+        vae_tile: int = 0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from relumix_core.pipeline.progress import Interrupted
         from relumix_core.pipeline.settings import RelightSettings
@@ -79,12 +89,15 @@ class ReLumixSampler:
             num_steps=steps or None, min_guidance=min_guidance, max_guidance=max_guidance, window=window or None,
             overlap=None if overlap < 0 else overlap, strategy=strategy,  # type: ignore[arg-type]
             decode_chunk_size=decode_chunk or None, batch_branches=batch_branches,
-            detail_sigma=None if detail < 0 else detail,
+            detail_sigma=None if detail < 0 else detail, vae_tile=vae_tile or None,
         )
+        settings = model.plan_memory(conditioning.num_frames, conditioning.framing.size, settings, memory)
         generator = torch.Generator().manual_seed(seed)
+        progress = services.Progress(services.latent_previewer(model.pipeline.device))
         try:
             result = model.pipeline.generate(
-                conditioning, settings, generator, progress=services.Progress(), should_stop=services.interrupted
+                conditioning, settings, generator, progress=progress, should_stop=services.interrupted,
+                preview=progress.preview,
             )
         except Interrupted:
             services.raise_interrupt()

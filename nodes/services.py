@@ -1,8 +1,9 @@
 """ComfyUI's services when they are importable, plain fallbacks when they are not (tests, other hosts).
 
 Only this module touches ComfyUI: ``folder_paths`` (where models live), ``comfy.model_management`` (device, memory,
-interrupts) and ``comfy.utils.ProgressBar``. Everything is looked up at call time, so importing the pack never
-imports ComfyUI.
+the loaded-models list, interrupts), ``comfy.model_patcher`` (registering components), ``comfy.ops`` (layers that
+stream on small cards), ``latent_preview`` and ``comfy.utils.ProgressBar``. Everything is looked up at call time,
+so importing the pack never imports ComfyUI. Tested with ComfyUI 0.3.64; the names used exist since 0.3.40.
 """
 
 from __future__ import annotations
@@ -101,11 +102,76 @@ def torch_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def free_memory(bytes_needed: int, device: torch.device) -> None:
-    """Ask ComfyUI to unload its own models until ``bytes_needed`` fit on ``device``."""
+def offload_device() -> torch.device:
+    """Where ComfyUI keeps a model it has unloaded (the CPU, unless started with --gpu-only)."""
     mm = _optional("comfy.model_management")
-    if mm is not None and device.type != "cpu":
-        mm.free_memory(bytes_needed, device)
+    return mm.unet_offload_device() if mm is not None else torch.device("cpu")
+
+
+def memory_budget(device: torch.device) -> int | None:
+    """Bytes a ReLumix run may plan for on ``device``: the whole card less what ComfyUI keeps in reserve (ComfyUI
+    unloads its other models to make the room). None on the CPU: no limit to plan for."""
+    if device.type == "cpu":
+        return None
+    mm = _optional("comfy.model_management")
+    if mm is not None:
+        return int(mm.get_total_memory(device) - mm.extra_reserved_memory())
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return None
+
+
+def patcher_class() -> type | None:
+    """The model patcher ComfyUI uses for its own models (``CoreModelPatcher`` where it exists, else
+    ``ModelPatcher``); None outside ComfyUI."""
+    patcher = _optional("comfy.model_patcher")
+    if patcher is None:
+        return None
+    return getattr(patcher, "CoreModelPatcher", None) or patcher.ModelPatcher
+
+
+def wrap_in_patcher(module: torch.nn.Module, size_bytes: int) -> Any:
+    """Register ``module`` (a plain container) with ComfyUI's memory manager; it starts on the offload device."""
+    mm = _optional("comfy.model_management")
+    cls = patcher_class()
+    if mm is None or cls is None:
+        raise RuntimeError("ComfyUI's model patcher is not importable here")
+    return cls(module, load_device=torch_device(), offload_device=offload_device(), size=size_bytes)
+
+
+def load_models(patchers: list[Any], memory_required: int, force_full_load: bool) -> None:
+    """ComfyUI loads ``patchers`` onto its device, unloading other models first until they and
+    ``memory_required`` bytes of working memory fit. Without ``force_full_load`` a model too large for the room
+    left is loaded partially and streams its remaining layers as they run."""
+    mm = _optional("comfy.model_management")
+    if mm is not None:
+        mm.load_models_gpu(patchers, memory_required=memory_required, force_full_load=force_full_load)
+
+
+def unload_models(patchers: list[Any]) -> None:
+    """Unload ``patchers`` now (the loader's "offload between runs"), leaving ComfyUI's other models alone."""
+    mm = _optional("comfy.model_management")
+    if mm is None:
+        return
+    for index in reversed(range(len(mm.current_loaded_models))):
+        loaded = mm.current_loaded_models[index]
+        if any(loaded.model is patcher for patcher in patchers):
+            loaded.model_unload()
+            mm.current_loaded_models.pop(index)
+    mm.soft_empty_cache()
+
+
+def layer_classes(manual_cast: bool) -> dict[type, type] | None:
+    """ComfyUI's own layer classes (``comfy.ops``) for the layer types ReLumix's UNet uses: ComfyUI streams only
+    layers of these classes when it loads a model partially. ``manual_cast`` layers always cast their weights to
+    the input's dtype (fp8 storage); the others only when streamed. None outside ComfyUI."""
+    ops = _optional("comfy.ops")
+    if ops is None:
+        return None
+    family = ops.manual_cast if manual_cast else ops.disable_weight_init
+    return {torch.nn.Linear: family.Linear, torch.nn.Conv2d: family.Conv2d, torch.nn.Conv3d: family.Conv3d,
+            torch.nn.GroupNorm: family.GroupNorm, torch.nn.LayerNorm: family.LayerNorm}
 
 
 def soft_empty_cache() -> None:
@@ -129,17 +195,35 @@ def raise_interrupt() -> None:
         raise mm.InterruptProcessingException()
 
 
-class Progress:
-    """``comfy.utils.ProgressBar`` when available (the node's progress in the UI), otherwise nothing."""
+def latent_previewer(device: torch.device) -> Any | None:
+    """The sampler preview the user chose in ComfyUI (--preview-method), for SVD's latent space, which is SD1.5's;
+    None when previews are off or outside ComfyUI."""
+    preview, formats = _optional("latent_preview"), _optional("comfy.latent_formats")
+    if preview is None or formats is None:
+        return None
+    return preview.get_previewer(device, formats.SD15())
 
-    def __init__(self) -> None:
+
+class Progress:
+    """``comfy.utils.ProgressBar`` when available (the node's progress in the UI, with a preview of the frame being
+    sampled, as KSampler shows), otherwise nothing. ComfyUI's progress hook is also where a cancel is raised."""
+
+    def __init__(self, previewer: Any | None = None) -> None:
         utils = _optional("comfy.utils")
         self._bar_type = getattr(utils, "ProgressBar", None)
         self._bar: Any = None
+        self._previewer = previewer
+        self._preview: Any = None
+
+    def preview(self, latent: torch.Tensor) -> None:
+        """Keep a preview of ``latent`` [4, h, w] (diffusion space) for the next progress update."""
+        if self._previewer is not None:
+            self._preview = self._previewer.decode_latent_to_preview_image("JPEG", latent[None].float())
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar_type is None:
             return
         if self._bar is None:
             self._bar = self._bar_type(total)
-        self._bar.update_absolute(done, total)
+        preview, self._preview = self._preview, None
+        self._bar.update_absolute(done, total, preview)

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,10 @@ def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
 
 
 @contextmanager
-def comfy_server(comfy_dir: Path, python: str, workdir: Path, timeout: float = 180.0) -> Iterator[str]:
-    """Run ComfyUI (CPU) with the pack from a temporary custom_nodes folder; yields the base URL."""
+def comfy_server(comfy_dir: Path, python: str, workdir: Path, timeout: float = 180.0,
+                 extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """Run ComfyUI (CPU) with the pack from a temporary custom_nodes folder; yields the base URL. ``extra_args``
+    go to main.py as they are (e.g. ``--preview-method latent2rgb`` for tests/frontend_preview.py)."""
     nodes = workdir / "custom_nodes"
     models = workdir / "models" / "relumix"
     for sub in ("user/default", "input", "output", "temp"):
@@ -102,7 +104,7 @@ def comfy_server(comfy_dir: Path, python: str, workdir: Path, timeout: float = 1
     command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
                "--extra-model-paths-config", str(config), "--user-directory", str(workdir / "user"),
                "--input-directory", str(workdir / "input"), "--output-directory", str(workdir / "output"),
-               "--temp-directory", str(workdir / "temp")]
+               "--temp-directory", str(workdir / "temp"), *extra_args]
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     with log.open("w") as fh:
         proc = subprocess.Popen(command, cwd=comfy_dir, stdout=fh, stderr=subprocess.STDOUT,

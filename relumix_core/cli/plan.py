@@ -15,7 +15,7 @@ from typing import Any
 
 from .common import positive_int
 
-PRECISIONS = ("fp16", "bf16", "fp32", "fp8")
+PRECISIONS = ("fp16", "bf16", "fp32", "fp8", "fp8_e4m3fn", "fp8_e5m2")
 GIB = 2**30
 
 
@@ -82,7 +82,7 @@ def _rounded_size(size: tuple[int, int], multiple: int, notes: list[str]) -> tup
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..memory.search import Candidate
+    from ..memory.search import Candidate, search_budget
     from ..memory.simulate import simulate
     from ..pipeline.settings import RelightSettings
 
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     settings = RelightSettings(
         num_steps=args.steps, window=args.window, overlap=args.overlap, strategy=args.strategy,
         batch_branches=not args.sequential_branches, decode_chunk_size=args.decode_chunk_size,
+        vae_tile=args.vae_tile,
     )
     settings.check()
 
@@ -101,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
 
     chosen = Candidate(settings, args.precision, args.offload)
     if args.vram is not None:
-        chosen = _search(plan_for, chosen, args.frames, settings.window or config.trained_frames, args.vram, notes)
-    plan = plan_for(args.frames, chosen)
+        window = settings.window or config.trained_frames
+        chosen, plan, _ = search_budget(lambda frames, c: plan_for(frames, c), chosen, args.frames, window,
+                                        int(args.vram * GIB), max(height, width), notes=notes)
+    else:
+        plan = plan_for(args.frames, chosen)
     plan.notes.extend(notes)
     report = plan.to_dict()
     if args.attention == "fused":
@@ -122,20 +126,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search(plan_for: Any, request: Any, frames: int, window: int, vram: float, notes: list[str]) -> Any:
-    """The fastest settings that fit ``vram`` GB. The search simulates a short clip (two windows: the peak barely
-    depends on the length, which windows bound); if the whole clip then does not fit, it searches on the whole clip."""
-    from ..memory.search import BudgetSearch
-
-    budget = int(vram * GIB)
-    proxy = min(frames, 2 * window)
-    chosen, _, fits = BudgetSearch(lambda c: plan_for(proxy, c), request, window, budget).run()
-    if proxy < frames and fits and plan_for(frames, chosen).peak_with_context_bytes > budget:
-        notes.append(f"the {proxy}-frame search fitted but the whole clip did not: searched again on {frames} frames")
-        chosen, _, fits = BudgetSearch(lambda c: plan_for(frames, c), request, window, budget).run()
-    return chosen
-
-
 def _table(report: dict[str, Any]) -> str:
     flops = report["flops"]
     lines = [f"{report['architecture']}: {report['frames']} frames at {report['height']}x{report['width']}, "
@@ -153,7 +143,8 @@ def _table(report: dict[str, Any]) -> str:
         f"{flops['total'] / 1e12:.0f} TFLOP per clip ({flops['ratio_to_floor']:.2f}x the UNet floor; "
         f"{flops['unet_step'] / 1e12:.1f} TFLOP per guided window step); window {s['window']}, overlap {s['overlap']}, "
         f"{s['strategy']}, {'batched' if s['batch_branches'] else 'sequential'} branches, decode chunk "
-        f"{s['decode_chunk_size']}, {'offload' if report['offload'] else 'all on GPU'}, {s['num_steps']} steps"
+        f"{s['decode_chunk_size']}, {f'VAE tiles of {t} px' if (t := s.get('vae_tile')) else 'whole-frame VAE'}, "
+        f"{'offload' if report['offload'] else 'all on GPU'}, {s['num_steps']} steps"
     )
     if "fits" in report:
         lines.append(f"{'fits' if report['fits'] else 'does NOT fit'} in {report['vram_bytes'] / GIB:.1f} GiB")
@@ -181,6 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offload", action="store_true", help="each component on the GPU only during its stage")
     parser.add_argument("--decode-chunk-size", type=positive_int, default=None,
                         help="frames per VAE decode (default: the window)")
+    parser.add_argument("--vae-tile", type=positive_int, default=None, metavar="PIXELS",
+                        help="VAE encode/decode in overlapping tiles of this side (default: whole frames)")
     parser.add_argument("--attention", choices=("fused", "math"), default="fused",
                         help="fused (flash / memory-efficient, as on a GPU; default) or math (efficient attention off)")
     parser.add_argument("--vram", type=positive_gb, default=None, metavar="GB",

@@ -2,9 +2,10 @@
 
 Each switch is a ladder of levels, level 0 being the run as asked. The ladders, from the cheapest in speed (and
 quality) to the dearest: sequential guidance branches (two UNet calls instead of one batch), offloading (the
-components move every stage), smaller decode chunks (more decoder calls; the temporal decoder also sees shorter
-videos, which changes the pictures slightly), a shorter window (more windows, and shorter than the model was
-trained on) and, last, fp8 storage of the UNet's weights.
+components move every stage), spatial tiles for the VAE (a little more decoder work and a slight change at the
+tiles' seams; the authors' temporal chunks are kept), smaller decode chunks (more decoder calls; the temporal
+decoder also sees shorter videos, which changes the pictures slightly), a shorter window (more windows, and
+shorter than the model was trained on) and, last, fp8 storage of the UNet's weights.
 
 The search climbs the ladders in that order until the peak fits, then walks back down every earlier ladder, the
 dearest first, as far as the peak still fits: a switch that turned out not to matter is dropped (at 14 frames the
@@ -14,7 +15,7 @@ results are cached by levels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
 from ..pipeline.settings import RelightSettings
@@ -22,6 +23,10 @@ from .simulate import Plan
 
 DECODE_CHUNKS = (7, 4, 2, 1)
 WINDOWS = (10, 8, 6)
+#: VAE tile sides in processing pixels, tried from the largest that is smaller than the frame.
+VAE_TILES = (512, 384, 256, 192, 128)
+#: Every ladder, in the order the search climbs them.
+LADDERS = ("branches", "offload", "vae tiles", "decode chunk", "window", "precision")
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,11 @@ def _offload(candidate: Candidate) -> Candidate:
 
 
 def _fp8(candidate: Candidate) -> Candidate:
-    return _change(candidate, "fp8 UNet weights", precision="fp8")
+    return _change(candidate, "fp8 UNet weights", precision="fp8_e4m3fn")
+
+
+def _vae_tile(size: int) -> Callable[[Candidate], Candidate]:
+    return lambda candidate: _change(candidate, f"VAE tiles of {size} px", {"vae_tile": size})
 
 
 def _decode_chunk(size: int) -> Callable[[Candidate], Candidate]:
@@ -79,13 +88,18 @@ def _window(size: int) -> Callable[[Candidate], Candidate]:
                                      {"window": size, "overlap": overlap})
 
 
-def ladders(request: Candidate, window: int) -> list[Ladder]:
-    """The switches that can still act on ``request`` (``window``: the frames per window it resolves to)."""
+def ladders(request: Candidate, window: int, frame_side: int = 0,
+            allowed: Collection[str] = LADDERS) -> list[Ladder]:
+    """The switches in ``allowed`` that can still act on ``request`` (``window``: the frames per window it resolves
+    to; ``frame_side``: the processing size's longer side, for the VAE tiles; 0 leaves tiles out)."""
     found = []
     if request.settings.batch_branches:
         found.append(Ladder("branches", (_keep, _sequential)))
     if not request.offload:
         found.append(Ladder("offload", (_keep, _offload)))
+    tiles = [_vae_tile(t) for t in VAE_TILES if t < min(frame_side, request.settings.vae_tile or frame_side)]
+    if tiles:
+        found.append(Ladder("vae tiles", (_keep, *tiles)))
     window = request.settings.window or window
     chunks = [_decode_chunk(c) for c in DECODE_CHUNKS if c < (request.settings.decode_chunk_size or window)]
     if chunks:
@@ -93,18 +107,18 @@ def ladders(request: Candidate, window: int) -> list[Ladder]:
     windows = [_window(w) for w in WINDOWS if w < window]
     if windows:
         found.append(Ladder("window", (_keep, *windows)))
-    if request.precision != "fp8":
+    if not request.precision.startswith("fp8"):
         found.append(Ladder("precision", (_keep, _fp8)))
-    return found
+    return [ladder for ladder in found if ladder.name in allowed]
 
 
 class BudgetSearch:
     """Find the fastest candidate whose peak (CUDA context included) fits ``budget_bytes``."""
 
     def __init__(self, evaluate: Callable[[Candidate], Plan], request: Candidate, window: int,
-                 budget_bytes: int) -> None:
+                 budget_bytes: int, frame_side: int = 0, allowed: Collection[str] = LADDERS) -> None:
         self.evaluate, self.request, self.budget = evaluate, request, budget_bytes
-        self.ladders = ladders(request, window)
+        self.ladders = ladders(request, window, frame_side, allowed)
         self.tried: dict[tuple[int, ...], tuple[Candidate, Plan]] = {}
 
     def at(self, levels: tuple[int, ...]) -> tuple[Candidate, Plan]:
@@ -141,3 +155,29 @@ class BudgetSearch:
                 levels[index] -= 1
         candidate, plan = self.at(tuple(levels))
         return candidate, plan, True
+
+
+def search_budget(
+    plan_for: Callable[[int, Candidate], Plan],
+    request: Candidate,
+    frames: int,
+    window: int,
+    budget_bytes: int,
+    frame_side: int = 0,
+    allowed: Collection[str] = LADDERS,
+    notes: list[str] | None = None,
+) -> tuple[Candidate, Plan, bool]:
+    """The fastest candidate that fits ``budget_bytes`` for a clip of ``frames``, its plan on the whole clip, and
+    whether it fits. The search simulates a short clip (two windows: the peak barely depends on the length, which
+    windows bound); if the whole clip then does not fit, it searches again on the whole clip."""
+    proxy = min(frames, 2 * window)
+    chosen, _, fits = BudgetSearch(lambda c: plan_for(proxy, c), request, window, budget_bytes, frame_side,
+                                   allowed).run()
+    plan = plan_for(frames, chosen)
+    if proxy < frames and fits and plan.peak_with_context_bytes > budget_bytes:
+        if notes is not None:
+            notes.append(f"the {proxy}-frame search fitted but the whole clip did not: searched again on {frames} "
+                         "frames")
+        chosen, plan, fits = BudgetSearch(lambda c: plan_for(frames, c), request, window, budget_bytes, frame_side,
+                                          allowed).run()
+    return chosen, plan, fits

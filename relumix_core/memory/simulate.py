@@ -38,6 +38,8 @@ PRECISIONS: dict[str, tuple[torch.dtype, int | None]] = {
     "fp16": (torch.float16, None),
     "bf16": (torch.bfloat16, None),
     "fp8": (torch.float16, 1),
+    "fp8_e4m3fn": (torch.float16, 1),
+    "fp8_e5m2": (torch.float16, 1),
 }
 #: What the CUDA context takes before any tensor (not in ``max_memory_allocated``); a typical figure, not measured.
 CUDA_CONTEXT_BYTES = 512 * 2**20
@@ -67,6 +69,11 @@ class Plan:
     windows: int  # window evaluations per sampling step
     simulation_seconds: float
     notes: list[str] = field(default_factory=list)
+    stage_weights: dict[str, int] = field(default_factory=dict)  # stage -> weights resident in it
+
+    def activation_bytes(self, stage: str) -> int:
+        """What ``stage`` needs beyond its resident weights: the memory to ask a memory manager for."""
+        return max(0, self.stages.get(stage, 0) - self.stage_weights.get(stage, 0))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,7 +230,7 @@ def trace_run(
                "ratio_to_floor": total / (sample * steps) if sample else float("nan")},
         stage_flops=stage_flops,
         attention=kernel_name(attention, PRECISIONS[precision][0]), windows=evaluations,
-        simulation_seconds=0.0,
+        simulation_seconds=0.0, stage_weights={stage: watch.resident[stage] for stage in STAGES},
         notes=[f"sampling traced for 1 of {steps} steps (every step holds the same tensors); its FLOPs x {steps}"]
         if steps > 1 else [],
     )

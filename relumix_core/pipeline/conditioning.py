@@ -20,6 +20,7 @@ from ..media.resolution import Framing
 from ..models.clip import embed_images
 from ..models.relumix import ReLumixModel
 from ..models.unet import sinusoidal_embedding
+from ..models.vae_tiling import Tiling, tiled_encode
 
 ReferenceRange = Literal["official", "training"]
 REFERENCE_RANGES: tuple[str, ...] = ("official", "training")
@@ -125,6 +126,10 @@ class FrameEmbeddings:
         index = torch.as_tensor(index, device=self.clip.device)
         return FrameEmbeddings(self.clip[index], self.latents[index.to(self.latents.device)])
 
+    @staticmethod
+    def cat(parts: list[FrameEmbeddings]) -> FrameEmbeddings:
+        return FrameEmbeddings(torch.cat([p.clip for p in parts]), torch.cat([p.latents for p in parts]))
+
     def replace(self, row: int, other: FrameEmbeddings) -> FrameEmbeddings:
         """A copy with row ``row`` taken from the one-row ``other`` (chain windows swap in a relit frame)."""
         clip, latents = self.clip.clone(), self.latents.clone()
@@ -141,16 +146,26 @@ class ReferenceEmbeddings:
 
 
 def embed_frames(
-    model: ReLumixModel, frames_m11: torch.Tensor, noisy_frames_m11: torch.Tensor, chunk_size: int | None = None
+    model: ReLumixModel,
+    frames_m11: torch.Tensor,
+    noisy_frames_m11: torch.Tensor,
+    chunk_size: int | None = None,
+    tiling: Tiling | None = None,
 ) -> FrameEmbeddings:
     """CLIP of the clean frames and VAE modes of the noisy ones, ``chunk_size`` frames at a time (both are
-    per-image encoders, so chunking bounds memory without changing the result)."""
+    per-image encoders, so chunking bounds memory without changing the result). ``tiling`` encodes the frames in
+    overlapping spatial tiles (less memory at large sizes, a small change in the latents)."""
     n = frames_m11.shape[0]
     step = chunk_size or n
+    encoder = model.component("frame_encoder")
     clip_parts, latent_parts = [], []
     for start in range(0, n, step):
+        noisy = noisy_frames_m11[start : start + step]
         clip_parts.append(embed_images(model.component("image_encoder"), frames_m11[start : start + step]))
-        latent_parts.append(model.component("frame_encoder")(noisy_frames_m11[start : start + step]))
+        if tiling is None:
+            latent_parts.append(encoder(noisy))
+        else:
+            latent_parts.append(tiled_encode(encoder, noisy, tiling, model.latent_factor))
     return FrameEmbeddings(torch.cat(clip_parts), torch.cat(latent_parts))
 
 

@@ -14,8 +14,7 @@ A clip of at most ``window`` frames with the reference at frame 0 is exactly the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,9 +26,11 @@ from ..media.frames import as_frames, as_image, to_numpy_uint8, to_pil
 from ..media.resolution import Framing, conform_reference, make_framing
 from ..models.relumix import ReLumixModel
 from ..models.vae import decode_latents
+from ..models.vae_tiling import Tiling, default_overlap, tiled_decode
 from .conditioning import (
     Conditioning,
     Direction,
+    FrameEmbeddings,
     ReLumixConditioning,
     embed_frames,
     embed_reference,
@@ -37,6 +38,7 @@ from .conditioning import (
     split_directions,
 )
 from .guidance import EvaluationHook, GuidedDenoiser, linear_guidance_scale
+from .placement import Offload, Placement, Resident
 from .progress import Progress, ProgressFn, StopFn
 from .sampling import edm_sigmas, sample_windows
 from .settings import RelightSettings
@@ -46,6 +48,9 @@ LATENT_CHANNELS = 4
 #: The components used once per clip (and per chain window) to embed frames and the reference.
 ENCODERS = ("image_encoder", "frame_encoder", "reference_image_encoder", "reference_encoder")
 OutputType = Literal["pt", "np", "pil"]
+#: Receives the current x0 prediction (diffusion-space latent [4, h, w]) of the window's middle frame, once per
+#: window evaluation, just before the progress tick: ComfyUI's sampler preview.
+PreviewFn = Callable[[torch.Tensor], None]
 
 
 def to_host(tensor: torch.Tensor) -> torch.Tensor:
@@ -65,16 +70,30 @@ class RelightResult:
 
 
 class ReLumixPipeline:
-    """Relight a video from one relit frame. ``offload`` keeps each component on the CPU except while it runs."""
+    """Relight a video from one relit frame.
 
-    def __init__(self, model: ReLumixModel, device: torch.device | str | None = None, offload: bool = False) -> None:
+    ``placement`` decides where the components live during each stage (:mod:`relumix_core.pipeline.placement`);
+    by default the whole model stays on ``device``, or with ``offload`` each component visits it only during its
+    stage.
+    """
+
+    def __init__(
+        self,
+        model: ReLumixModel,
+        device: torch.device | str | None = None,
+        offload: bool = False,
+        placement: Placement | None = None,
+    ) -> None:
         self.model = model
-        self.device = torch.device(device) if device is not None else next(model.unet.parameters()).device
+        if placement is not None:
+            self.device = placement.device
+        else:
+            self.device = torch.device(device) if device is not None else next(model.unet.parameters()).device
+            placement = Offload(model, self.device) if offload else Resident(model, self.device)
+        self.placement = placement
         self.offload = offload
         #: Called with the intermediates of every guided UNet evaluation (parity checks and debugging).
         self.on_denoise: EvaluationHook | None = None
-        if not offload:
-            model.to(self.device)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -85,22 +104,23 @@ class ReLumixPipeline:
         """The sampler keeps its state in float32 (float64 for float64 models) whatever the weights' precision."""
         return torch.float64 if self.dtype == torch.float64 else torch.float32
 
-    @contextmanager
-    def _on_device(self, *names: str) -> Iterator[None]:
-        modules = [self.model.component(n) for n in names]
-        if self.offload:
-            for module in modules:
-                module.to(self.device)
-        try:
-            yield
-        finally:
-            if self.offload:
-                for module in modules:
-                    module.to("cpu")
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+    def tiling(self, settings: RelightSettings) -> Tiling | None:
+        """The VAE's spatial tiling for ``settings`` (None: whole frames)."""
+        if not settings.vae_tile:
+            return None
+        factor = self.model.latent_factor
+        tiling = Tiling(settings.vae_tile, default_overlap(settings.vae_tile, factor))
+        tiling.check(factor)
+        return tiling
 
     # -- stage 1: inputs and conditioning ---------------------------------------------------------------------
+
+    def framing(self, height: int, width: int, settings: RelightSettings) -> Framing:
+        """How frames of ``height`` x ``width`` map to the processing size under resolved ``settings`` (shapes only:
+        memory plans are made from it before any frame is touched)."""
+        if settings.size is None:
+            return make_framing(height, width, size=(height, width), fit="resize", multiple=self.model.latent_factor)
+        return make_framing(height, width, size=settings.size, fit=settings.fit, multiple=self.model.size_multiple)
 
     def prepare_inputs(
         self, video: torch.Tensor, reference: Any, reference_index: int, settings: RelightSettings
@@ -114,12 +134,7 @@ class ReLumixPipeline:
                 f"(use 0..{num_frames - 1})"
             )
         ref = conform_reference(as_image(reference, "reference"), height, width, fit=settings.reference_fit)
-        if settings.size is None:
-            native = (height, width)
-            framing = make_framing(height, width, size=native, fit="resize", multiple=self.model.latent_factor)
-        else:
-            framing = make_framing(height, width, size=settings.size, fit=settings.fit,
-                                   multiple=self.model.size_multiple)
+        framing = self.framing(height, width, settings)
         return framing.to_model(video), framing.to_model(ref[None])[0], framing
 
     @torch.no_grad()
@@ -136,25 +151,25 @@ class ReLumixPipeline:
         torch or PIL (see :mod:`relumix_core.media.frames`). The cond_aug noise comes from ``generator`` (or is given,
         one [L,3,h,w] tensor per direction)."""
         settings = (settings or RelightSettings()).resolved(self.model)
+        self.tiling(settings)  # a bad tile size fails here, before any work
         video_in = as_frames(frames, "frames")
         video, ref, framing = self.prepare_inputs(video_in, reference, reference_index, settings)
         dtype = self.dtype
-        ref_m11 = (ref * 2 - 1).to(self.device, dtype)
         runs = split_directions(video.shape[0], reference_index)
-        with self._on_device(*ENCODERS):
+        with self.placement.stage("encode", ENCODERS):
+            ref_m11 = (ref * 2 - 1).to(self.device, dtype)
             reference_emb = embed_reference(
                 self.model, reference_for_embedders(ref_m11[None], settings.reference_range)
             )
             directions = []
             for i, run in enumerate(runs):
-                seq = video[run].to(self.device, dtype) * 2 - 1
-                seq[0] = ref_m11
                 if cond_noise is not None:
-                    noise = cond_noise[i].to(self.device, dtype)
+                    noise = cond_noise[i].to("cpu", dtype)
                 else:
-                    noise = torch.randn(seq.shape, generator=generator, dtype=torch.float32).to(self.device, dtype)
-                emb = embed_frames(self.model, seq, seq + settings.cond_aug * noise, settings.decode_chunk_size)
-                directions.append(Direction(run, to_host(noise), emb))
+                    noise = torch.randn((len(run), *video.shape[1:]), generator=generator, dtype=torch.float32)
+                    noise = noise.to(dtype)
+                emb = self._embed_run(video, run, ref_m11, noise, settings)
+                directions.append(Direction(run, noise, emb))
         return ReLumixConditioning(
             directions=directions,
             reference=reference_emb,
@@ -167,6 +182,22 @@ class ReLumixPipeline:
             model_token=id(self.model),
             source=framing.output_region(video_in),
         )
+
+    def _embed_run(
+        self, video: torch.Tensor, run: list[int], ref_m11: torch.Tensor, noise: torch.Tensor,
+        settings: RelightSettings,
+    ) -> FrameEmbeddings:
+        """Frame replacement and embedding of one direction, ``decode_chunk_size`` frames at a time: only a chunk of
+        the clip is on the device at once, so the encode stage's memory does not grow with the clip's length."""
+        chunk = settings.decode_chunk_size or len(run)
+        parts = []
+        for start in range(0, len(run), chunk):
+            seq = video[run[start : start + chunk]].to(self.device, self.dtype) * 2 - 1
+            if start == 0:
+                seq[0] = ref_m11
+            noisy = seq + settings.cond_aug * noise[start : start + chunk].to(self.device)
+            parts.append(embed_frames(self.model, seq, noisy, None, self.tiling(settings)))
+        return FrameEmbeddings.cat(parts)
 
     # -- stage 2: sampling and decoding -----------------------------------------------------------------------
 
@@ -187,6 +218,7 @@ class ReLumixPipeline:
         noise: torch.Tensor,
         settings: RelightSettings,
         progress: Progress,
+        preview: PreviewFn | None = None,
     ) -> torch.Tensor:
         """Latents [L,4,h,w] of one direction.
 
@@ -194,13 +226,19 @@ class ReLumixPipeline:
         each later window taking the previous window's relit frame as its reference; overlaps are cross-faded.
         """
         sigmas = edm_sigmas(settings.num_steps, dtype=self.state_dtype, device=self.device)
+
+        def on_window(denoised: torch.Tensor) -> None:
+            if preview is not None:
+                preview(denoised[denoised.shape[0] // 2])
+            progress.tick()
+
         if settings.strategy == "anchor" or len(plan) == 1:
             denoisers = []
             for positions in plan:
                 cond, uncond = conditioning.window_conditioning(self.model, direction.embeddings.select(positions))
                 denoisers.append(self.window_denoiser(cond, uncond, settings))
-            with self._on_device("unet"):
-                return sample_windows(denoisers, plan, noise, sigmas, progress.tick)
+            with self.placement.stage("sample", ("unet",)):
+                return sample_windows(denoisers, plan, noise, sigmas, on_window)
         parts: list[torch.Tensor] = []
         reference = conditioning.reference
         for i, positions in enumerate(plan):
@@ -208,18 +246,19 @@ class ReLumixPipeline:
             if i > 0:
                 relit = self._relit_frame(parts[-1], plan[i - 1].index(positions[0]), settings)
                 aug_noise = direction.cond_noise[positions[0]].to(self.device, self.dtype)
-                with self._on_device(*ENCODERS):
+                with self.placement.stage("encode", ENCODERS):
+                    noisy = relit[None] + conditioning.cond_aug * aug_noise[None]
                     embeddings = embeddings.replace(
-                        0, embed_frames(self.model, relit[None], relit[None] + conditioning.cond_aug * aug_noise[None])
+                        0, embed_frames(self.model, relit[None], noisy, None, self.tiling(settings))
                     )
                     reference = embed_reference(
                         self.model, reference_for_embedders(relit[None], conditioning.reference_range)
                     )
             cond, uncond = conditioning.window_conditioning(self.model, embeddings, reference)
             whole_window = [list(range(len(positions)))]
-            with self._on_device("unet"):
+            with self.placement.stage("sample", ("unet",)):
                 parts.append(sample_windows([self.window_denoiser(cond, uncond, settings)], whole_window,
-                                            noise[positions], sigmas, progress.tick))
+                                            noise[positions], sigmas, on_window))
         return blend_sequence(plan, parts, len(direction.indices))
 
     def _relit_frame(self, latents: torch.Tensor, row: int, settings: RelightSettings) -> torch.Tensor:
@@ -230,14 +269,19 @@ class ReLumixPipeline:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, settings: RelightSettings) -> torch.Tensor:
         """Latents -> decoder output [T,3,h,w] on the CPU (before the clamp), ``decode_chunk_size`` frames per call,
-        exactly as the official ``decode_first_stage`` chunks."""
+        exactly as the official ``decode_first_stage`` chunks; each chunk in spatial tiles when ``vae_tile`` is set."""
         vae = self.model.component("vae")
-        chunk = settings.resolved(self.model).decode_chunk_size or latents.shape[0]
+        settings = settings.resolved(self.model)
+        chunk = settings.decode_chunk_size or latents.shape[0]
+        tiling, scale = self.tiling(settings), self.model.config.scale_factor
         out = []
-        with self._on_device("vae"):
+        with self.placement.stage("decode", ("vae",)):
             for start in range(0, latents.shape[0], chunk):
                 z = latents[start : start + chunk].to(self.device, self.dtype)
-                out.append(to_host(decode_latents(vae, z, chunk, self.model.config.scale_factor)))
+                if tiling is None:
+                    out.append(to_host(decode_latents(vae, z, chunk, scale)))
+                else:
+                    out.append(to_host(tiled_decode(vae, z, chunk, scale, tiling, self.model.latent_factor)))
         return torch.cat(out)
 
     @torch.no_grad()
@@ -249,10 +293,12 @@ class ReLumixPipeline:
         latent_noise: list[torch.Tensor] | None = None,
         progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
+        preview: PreviewFn | None = None,
     ) -> RelightResult:
         """Sample every direction, join them at the reference and decode. ``progress(done, total)`` counts UNet
         window evaluations (steps x windows); ``should_stop()`` returning True raises
-        :class:`~relumix_core.pipeline.progress.Interrupted` within one step."""
+        :class:`~relumix_core.pipeline.progress.Interrupted` within one step; ``preview`` sees the window's middle
+        frame's current x0 before each tick."""
         if conditioning.model_token != id(self.model):
             raise ReLumixError(
                 "this conditioning was made by a different ReLumix model; connect the same model to the "
@@ -276,7 +322,7 @@ class ReLumixPipeline:
                 noise = latent_noise[i].to(self.device, self.state_dtype)
             else:
                 noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.state_dtype)
-            z = self.sample_direction(conditioning, direction, plan, noise, settings, ticker)
+            z = self.sample_direction(conditioning, direction, plan, noise, settings, ticker, preview)
             sampled.append(to_host(z))
         for direction, z in reversed(list(zip(conditioning.directions, sampled, strict=True))):
             latents[direction.indices] = z  # the forward run goes last, so it gives the reference frame

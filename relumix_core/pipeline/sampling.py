@@ -51,7 +51,7 @@ def sample_windows(
     plan: list[list[int]],
     noise: torch.Tensor,
     sigmas: torch.Tensor,
-    on_window: Callable[[], None] | None = None,
+    on_window: Callable[[torch.Tensor], None] | None = None,
     on_step: StepCallback | None = None,
 ) -> torch.Tensor:
     """The denoising loop: Euler steps over a sequence that ``plan`` splits into windows denoised together.
@@ -60,7 +60,8 @@ def sample_windows(
     :class:`~relumix_core.pipeline.guidance.GuidedDenoiser`). Frames seen by several windows take the ramp-weighted
     mean of their x0 predictions at every step (MultiDiffusion-style), so seams are resolved during sampling. With
     one window covering the whole sequence this is exactly the official ``EulerEDMSampler`` (s_churn 0).
-    ``on_window()`` follows every window evaluation (progress and interrupts), ``on_step(step, x)`` every step.
+    ``on_window(denoised)`` follows every window evaluation with that window's x0 (progress, previews and
+    interrupts), ``on_step(step, x)`` every step.
     """
     x = noise * torch.sqrt(1.0 + sigmas[0] ** 2.0)
     rows = x.new_ones([x.shape[0]])
@@ -76,7 +77,7 @@ def sample_windows(
             total.index_add_(0, rows_of_window, denoised * weight.reshape(per_row))
             norm.index_add_(0, rows_of_window, weight)
             if on_window is not None:
-                on_window()
+                on_window(denoised)
         x = euler_step(x, total / norm.reshape(per_row), sigmas[step], sigmas[step + 1])
         if on_step is not None:
             on_step(step, x)

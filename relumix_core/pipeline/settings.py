@@ -45,6 +45,10 @@ class RelightSettings:
     #: (:mod:`relumix_core.media.detail`); ``None`` means the model's own (0, off, for ReLumix; relumix-tiny's card
     #: gives its value).
     detail_sigma: float | None = None
+    #: Side in processing pixels of the overlapping spatial tiles the VAE encodes and decodes in (``None``: whole
+    #: frames). Tiling bounds the decode's memory at large sizes and changes the pictures very slightly
+    #: (docs/memory.md gives the measured error). A multiple of the VAE's factor, at least two factors.
+    vae_tile: int | None = None
 
     def resolved(self, model: ReLumixModel) -> RelightSettings:
         """A copy with ``num_steps``, ``window``, ``overlap``, ``size`` and ``detail_sigma`` filled in from the model,
@@ -73,5 +77,9 @@ class RelightSettings:
             raise ReLumixError(f"cond_aug must be 0 or more, got {self.cond_aug}")
         if self.detail_sigma is not None and not 0 <= float(self.detail_sigma) < float("inf"):
             raise ReLumixError(f"detail radius must be 0 (off) or a positive number of pixels, got {self.detail_sigma}")
+        if self.vae_tile is not None and (isinstance(self.vae_tile, bool) or not isinstance(self.vae_tile, int)
+                                          or self.vae_tile < 1):
+            raise ReLumixError(f"vae_tile must be a whole number of pixels (or None for no tiling), got "
+                               f"{self.vae_tile!r}")
         if self.window is not None and self.overlap is not None:
             check_window_options(self.window, self.overlap, self.strategy)

@@ -150,7 +150,7 @@ def test_budget_search_keeps_the_request_when_it_fits_and_reports_the_smallest_p
     chosen, _, fits = BudgetSearch(_fake_plans({}), request, 14, 100).run()
     assert fits and chosen.change == "as requested"
     chosen, plan, fits = BudgetSearch(_fake_plans({"fp8 UNet weights": 1}), request, 14, 10).run()
-    assert not fits and chosen.precision == "fp8" and plan.peak_with_context_bytes == 99
+    assert not fits and chosen.precision == "fp8_e4m3fn" and plan.peak_with_context_bytes == 99
 
 
 @pytest.mark.slow

@@ -111,10 +111,11 @@ def test_sampling_loop_gives_each_window_its_rows_and_blends() -> None:
     noise = torch.arange(20, dtype=torch.float64).reshape(20, 1, 1, 1).expand(20, 2, 2, 2).contiguous()
     sigmas = torch.tensor([0.5, 0.0], dtype=torch.float64)  # one Euler step from sigma 0.5 to 0
     x = noise * (1 + 0.5**2) ** 0.5
-    out = sample_windows([make(i) for i in range(len(plan))], plan, noise, sigmas, lambda: ticks.append(1))
+    out = sample_windows([make(i) for i in range(len(plan))], plan, noise, sigmas,
+                         lambda denoised: ticks.append(denoised.shape[0]))
     torch.testing.assert_close(out, x * 2 + 0.5)  # every window agrees, so blending changes nothing; sigma 0: x0
     assert [s.tolist() for s in seen] == [x[p, 0, 0, 0].tolist() for p in plan]
-    assert len(ticks) == len(plan)
+    assert ticks == [len(p) for p in plan]  # one call per window evaluation, with that window's x0
 
 
 def test_seam_steps_follow_the_window_plan() -> None:
