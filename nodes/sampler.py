@@ -56,7 +56,7 @@ class ReLumixSampler:
                                                 "(off for ReLumix), 0 = off"}),
                 "memory": (MEMORY_MODES, {"default": "auto",
                                           "tooltip": "auto: when the run as set would not fit this GPU, switch to "
-                                                     "sequential branches, VAE tiles, smaller decode chunks or a "
+                                                     "sequential branches, smaller decode chunks, VAE tiles or a "
                                                      "shorter window, the fastest that fit (logged in one line); "
                                                      "as set: exactly these inputs"}),
                 "vae_tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,

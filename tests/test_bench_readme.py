@@ -36,3 +36,15 @@ def test_will_it_fit_table_matches_the_simulated_json() -> None:
     assert found, "README.md lacks the <!-- plan-table --> block"
     assert found.group(1) == generator.markdown(rows), "stale: paste the output of python bench/plan_table.py --print"
     assert {(r["size"], r["frames"]) for r in rows} == {(s, f) for s in ("512x512", "576x1024") for f in (14, 61, 300)}
+
+
+def test_budget_table_matches_the_simulated_json_and_every_plan_fits() -> None:
+    generator = _bench_script("plan_table")
+    budgets = json.loads(generator.OUT.read_text())["budgets"]
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"<!-- budget-table -->\n(.*?)\n<!-- /budget-table -->", readme, re.S)
+    assert found, "README.md lacks the <!-- budget-table --> block"
+    assert found.group(1) == generator.budget_markdown(budgets), "stale: paste python bench/plan_table.py --print"
+    assert {(b["size"], b["vram_gb"]) for b in budgets} == {(s, g) for s in ("512x512", "576x1024") for g in (12, 8)}
+    for b in budgets:
+        assert b["fits"] and b["plan"]["peak_with_context_bytes"] <= b["vram_gb"] * 2**30, b["change"]
