@@ -12,7 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..models.precision import dtype_from_name
+import torch
+
+from ..models.cast import LIBRARY_CASTS, store_weights, swap_layer_classes
+from ..models.precision import compute_dtype, dtype_from_name, dtype_name
 from ..models.relumix import ReLumixModel
 from .bundled import resolve_model_path
 from .official import load_official
@@ -23,17 +26,44 @@ from .tensor_source import open_tensor_file
 __all__ = ["LoadOptions", "LoadReport", "convert_checkpoint", "load_official", "load_relumix"]
 
 
-def load_relumix(path: str | Path, **options: Any) -> tuple[ReLumixModel, LoadReport]:
+def load_relumix(
+    path: str | Path, *, weight_dtype: torch.dtype | None = None, **options: Any
+) -> tuple[ReLumixModel, LoadReport]:
     """Load any supported ReLumix checkpoint, or the bundled one by name (``"relumix-tiny"``).
-    Options: see :class:`LoadOptions`."""
+    Options: see :class:`LoadOptions`.
+
+    ``weight_dtype`` (e.g. ``torch.float8_e4m3fn``) stores the UNet's Linear/Conv weights in that dtype after they
+    load in the compute dtype (``dtype``); its layers then upcast their weights as they run. The other components
+    and the UNet's norms, gates and mix factors keep the compute dtype, which ``model.dtype`` reports."""
+    if weight_dtype is not None and not weight_dtype.is_floating_point:
+        raise ValueError(f"weight_dtype must be a floating dtype (e.g. torch.float8_e4m3fn), not {weight_dtype}")
     opts = LoadOptions(**options)
     path = resolve_model_path(path)
     if path.is_dir():
-        return load_folder(path, opts)
-    source = open_tensor_file(path)
-    if source.metadata.get("format") == FORMAT_NAME:
-        return load_single_file(source, opts)
-    return load_official(source, opts)
+        model, report = load_folder(path, opts)
+    else:
+        source = open_tensor_file(path)
+        if source.metadata.get("format") == FORMAT_NAME:
+            model, report = load_single_file(source, opts)
+        else:
+            model, report = load_official(source, opts)
+    if weight_dtype is not None and model.unet is not None:
+        store_unet_weights(model, weight_dtype, report)
+    return model, report
+
+
+def store_unet_weights(model: ReLumixModel, weight_dtype: torch.dtype, report: LoadReport) -> int:
+    """Swap the UNet's layers to the cast-at-use ones and keep its Linear/Conv weights in ``weight_dtype``.
+    Returns the bytes saved; the report gets a note."""
+    unet = model.component("unet")
+    compute = compute_dtype(unet)
+    swap_layer_classes(unet, LIBRARY_CASTS)
+    saved = store_weights(unet, weight_dtype)
+    report.notes.append(
+        f"UNet Linear/Conv weights stored in {dtype_name(weight_dtype)} and upcast to {dtype_name(compute)} per "
+        f"layer as they run ({saved / 2**20:.1f} MiB saved)"
+    )
+    return saved
 
 
 def convert_checkpoint(

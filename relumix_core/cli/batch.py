@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ReLumixError
 from .batch_jobs import LINE_FORMAT, Job, load_jobs, output_exists, split_jobs
-from .common import check_checkpoint_exists, exit_code, resolve_dtype, run_command
+from .common import check_checkpoint_exists, exit_code, resolve_precision, run_command
 from .relight import (
     add_model_arguments,
     load_pipeline,
@@ -78,13 +78,13 @@ def run_batch(args: argparse.Namespace) -> int:
         raise ReLumixError(f"launched as {launched} processes but accelerate set up {world}; launch with "
                            "'accelerate launch --num_processes N' or torchrun, and --device cpu where there is no GPU")
     device = _device(args.device, state.device)
-    dtype = resolve_dtype(device, args.dtype)
+    precision = resolve_precision(device, args.dtype, args.fp8_compute)
     mine = [jobs[i] for i in split_jobs(len(jobs), rank, world)]
     state.wait_for_everyone()  # every process checked the list (existing outputs) before any output appears
     if main:
         print(f"relight-batch: {len(jobs)} jobs on {world} process{'es' if world > 1 else ''}, "
-              f"{device.type}, {str(dtype).replace('torch.', '')}")
-    pipe = load_pipeline(checkpoint, args, device, dtype, quiet=not main)
+              f"{device.type}, {precision.name}")
+    pipe = load_pipeline(checkpoint, args, device, precision, quiet=not main)
     tally = _run_jobs(pipe, mine, settings, args, rank, world)
     if world > 1:
         from accelerate.utils import gather_object

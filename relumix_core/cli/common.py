@@ -19,7 +19,10 @@ from ..errors import ReLumixError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")
+#: ``auto`` and every name of :data:`relumix_core.models.precision.PRECISION_CHOICES` (spelled out here: no torch
+#: import at module level). The fp8 names store the UNet's Linear/Conv weights in 8 bits, computed in --fp8-compute.
+DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32", "fp8_e4m3fn", "fp8_e5m2")
+FP8_COMPUTE_CHOICES = ("fp16", "bf16", "fp32")
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -114,15 +117,21 @@ def disk_size(path: Path) -> str:
     return f"{total / 2**20:.1f} MiB"
 
 
-def device_and_dtype(device: str, dtype: str) -> tuple[Any, Any]:
-    """torch device and dtype of ``--device``/``--dtype``; asking for CUDA without a GPU is a user error."""
+def resolve_device(device: str) -> Any:
+    """The torch device of a ``--device`` choice; asking for CUDA without a GPU is a user error."""
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise ReLumixError("--device cuda: no CUDA GPU is available to torch here; use --device cpu")
-    return torch.device(device), resolve_dtype(device, dtype)
+    return torch.device(device)
+
+
+def device_and_dtype(device: str, dtype: str) -> tuple[Any, Any]:
+    """torch device and dtype of ``--device``/``--dtype``; asking for CUDA without a GPU is a user error."""
+    torch_device = resolve_device(device)
+    return torch_device, resolve_dtype(torch_device, dtype)
 
 
 def resolve_dtype(device: Any, dtype: str) -> Any:
@@ -134,6 +143,43 @@ def resolve_dtype(device: Any, dtype: str) -> Any:
     if dtype == "auto":
         dtype = "fp16" if torch.device(device).type == "cuda" else "fp32"
     return dtype_from_name(dtype)
+
+
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` (alias ``--precision``) and ``--fp8-compute``, shared by the commands that load a model."""
+    parser.add_argument("--dtype", "--precision", dest="dtype", choices=DTYPE_CHOICES, default="auto",
+                        help="weights (auto: fp16 on GPU, else fp32); fp8_e4m3fn / fp8_e5m2 store the UNet's "
+                             "Linear/Conv weights in 8 bits and upcast each layer as it runs (half fp16's memory)")
+    parser.add_argument("--fp8-compute", choices=FP8_COMPUTE_CHOICES, default=None,
+                        help="with an fp8 --dtype: the dtype the model computes in (default fp16; bf16 where fp16 "
+                             "overflows)")
+
+
+def resolve_precision(device: Any, name: str, fp8_compute: str | None = None) -> Any:
+    """The :class:`~relumix_core.models.precision.Precision` of ``--dtype``/``--fp8-compute``; ``auto`` as in
+    :func:`resolve_dtype`. fp8 on the CPU is allowed: correct, but fp16 arithmetic there is slow."""
+    from ..models.precision import WEIGHT_DTYPES, Precision
+    from ..models.precision import resolve_precision as precision_of
+
+    if fp8_compute is not None and name not in WEIGHT_DTYPES:
+        raise ReLumixError(f"--fp8-compute applies to the fp8 precisions ({', '.join(WEIGHT_DTYPES)}), "
+                           f"not to --dtype {name}")
+    if name == "auto":
+        return Precision(resolve_dtype(device, name))
+    return precision_of(name, fp8_compute)
+
+
+def precision_load_options(precision: Any, device: Any, offload: bool = False) -> dict[str, Any]:
+    """``load_relumix`` options for a precision. With fp8 storage (or ``offload``) the model loads on the CPU and
+    the pipeline moves it: loading straight onto the GPU would hold the UNet in the compute dtype first."""
+    on_cpu = offload or precision.unet_weights is not None
+    return {"dtype": precision.compute, "weight_dtype": precision.unet_weights, "device": "cpu" if on_cpu else device}
+
+
+def device_and_precision(device: str, name: str, fp8_compute: str | None = None) -> tuple[Any, Any]:
+    """torch device and :class:`~relumix_core.models.precision.Precision` of ``--device``/``--dtype``."""
+    torch_device = resolve_device(device)
+    return torch_device, resolve_precision(torch_device, name, fp8_compute)
 
 
 def check_checkpoint_exists(checkpoint: str) -> None:

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReLumixError
-from .common import DEVICE_CHOICES, DTYPE_CHOICES, check_checkpoint_exists, device_and_dtype
+from .common import (
+    DEVICE_CHOICES,
+    add_precision_arguments,
+    check_checkpoint_exists,
+    device_and_precision,
+    precision_load_options,
+)
 
 #: Frames per clip without a model (the tiny model's and a quick run's length); with one, its trained length.
 DEFAULT_FRAMES = 8
@@ -58,7 +64,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oracle", action="store_true",
                         help="also score the ground truth through the model's VAE: the ceiling any relighting "
                              "by this model can reach (needs -c)")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights (auto: fp16 on GPU, else fp32)")
+    add_precision_arguments(parser)
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--force", action="store_true", help="replace an existing report in OUT")
 
@@ -84,13 +90,13 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
                                detail_sigma=args.detail, **defaults_otherwise)
     settings.check()  # bad options fail before the model loads
     check_checkpoint_exists(args.checkpoint)
-    device, dtype = device_and_dtype(args.device, args.dtype)
-    model, report = load_relumix(args.checkpoint, dtype=dtype, device=device)
+    device, precision = device_and_precision(args.device, args.dtype, args.fp8_compute)
+    model, report = load_relumix(args.checkpoint, **precision_load_options(precision, device))
     for note in report.notes:
         print(f"note: {note}")
     pipe = ReLumixPipeline(model, device=device)
     settings = settings.resolved(model)
-    print(f"model: {args.checkpoint} on {device}, {str(dtype).replace('torch.', '')}, {settings.num_steps} steps, "
+    print(f"model: {args.checkpoint} on {device}, {precision.name}, {settings.num_steps} steps, "
           f"detail transfer {settings.detail_sigma or 'off'}, trained on {model.config.trained_frames} frames")
     methods = {MODEL_METHOD: relumix_method(pipe, settings, seed=args.seed)}
     if args.oracle:

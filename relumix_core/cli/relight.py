@@ -12,7 +12,13 @@ import time
 from typing import Any
 
 from ..errors import ReLumixError
-from .common import DEVICE_CHOICES, DTYPE_CHOICES, check_checkpoint_exists, device_and_dtype
+from .common import (
+    DEVICE_CHOICES,
+    add_precision_arguments,
+    check_checkpoint_exists,
+    device_and_precision,
+    precision_load_options,
+)
 
 #: Where the checkpoint is looked for when --checkpoint is not given.
 CHECKPOINT_ENV = "RELUMIX_CHECKPOINT"
@@ -79,7 +85,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequential-branches", action="store_true",
                         help="run the guidance branches one after the other (less memory, slower)")
     parser.add_argument("--offload", action="store_true", help="keep each component on the CPU except while it runs")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="weights (auto: fp16 on GPU, else fp32)")
+    add_precision_arguments(parser)
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
 
@@ -110,15 +116,18 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return settings
 
 
-def load_pipeline(checkpoint: str, args: argparse.Namespace, device: Any, dtype: Any, quiet: bool = False) -> Any:
-    """Load the model once (on the CPU with --offload) and wrap it in a :class:`ReLumixPipeline`.
+def load_pipeline(
+    checkpoint: str, args: argparse.Namespace, device: Any, precision: Any, quiet: bool = False
+) -> Any:
+    """Load the model once (on the CPU with --offload or fp8 storage) and wrap it in a :class:`ReLumixPipeline`.
 
-    ``quiet`` drops the load notes, which every process of a batch would otherwise print alike.
+    ``precision`` is a :class:`~relumix_core.models.precision.Precision`. ``quiet`` drops the load notes, which
+    every process of a batch would otherwise print alike.
     """
     from ..checkpoints.loading import load_relumix
     from ..pipeline.pipeline import ReLumixPipeline
 
-    model, report = load_relumix(checkpoint, dtype=dtype, device="cpu" if args.offload else device)
+    model, report = load_relumix(checkpoint, **precision_load_options(precision, device, args.offload))
     for note in [] if quiet else report.notes:
         print(f"note: {note}")
     return ReLumixPipeline(model, device=device, offload=args.offload)
@@ -139,10 +148,10 @@ def run_relight(args: argparse.Namespace) -> int:
     if not 0 <= args.reference_index < frames.shape[0]:
         raise ReLumixError(f"--reference-index {args.reference_index} is outside {args.video}, which has "
                            f"{frames.shape[0]} frames (use 0..{frames.shape[0] - 1})")
-    device, dtype = device_and_dtype(args.device, args.dtype)
-    pipe = load_pipeline(checkpoint, args, device, dtype)
+    device, precision = device_and_precision(args.device, args.dtype, args.fp8_compute)
+    pipe = load_pipeline(checkpoint, args, device, precision)
     print(f"relighting {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} from {args.reference} "
-          f"(reference = frame {args.reference_index}) on {device}, {str(dtype).replace('torch.', '')}")
+          f"(reference = frame {args.reference_index}) on {device}, {precision.name}")
     with tqdm(desc="relighting", unit="step", dynamic_ncols=True) as bar:
 
         def progress(done: int, total: int) -> None:

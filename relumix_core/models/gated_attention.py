@@ -45,7 +45,8 @@ class GatedAttnProcessor(nn.Module):
         out = F.scaled_dot_product_attention(query, key, value)
         out = out.transpose(1, 2).reshape(rows, tokens, attn.heads * head_dim)
 
-        gate = self.gate * torch.sigmoid(self.gate_activation(hidden_states.mean(dim=1)))
+        # cast where it is used: streamed or manually cast weights may sit on another device or dtype than ``out``
+        gate = self.gate.to(out) * torch.sigmoid(self.gate_activation(hidden_states.mean(dim=1)))
         out = out * gate[:, None, :]
         out = attn.to_out[0](out)
         return attn.to_out[1](out)

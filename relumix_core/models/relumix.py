@@ -223,4 +223,7 @@ class ReLumixModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.component("unet").dtype
+        """The dtype the model computes in: the UNet's, not counting weights stored in fp8 (upcast as they run)."""
+        from .precision import compute_dtype
+
+        return compute_dtype(self.component("unet"))
