@@ -92,7 +92,8 @@ def budget_plans(config: object) -> list[dict]:
 
 
 def budget_markdown(budgets: list[dict]) -> str:
-    lines = ["| size | frames | card | fits | settings `auto` picks | simulated peak GiB |", "|---|---|---|---|---|---|"]
+    lines = ["| size | frames | card | fits | settings `auto` picks | simulated peak GiB |",
+             "|---|---|---|---|---|---|"]
     for b in budgets:
         lines.append(f"| {b['size']} | {b['frames']} | {b['vram_gb']} GB | {'yes' if b['fits'] else 'no'} | "
                      f"{b['change']} | {b['plan']['peak_with_context_bytes'] / GIB:.1f} |")

@@ -116,10 +116,9 @@ def memory_budget(device: torch.device) -> int | None:
     mm = _optional("comfy.model_management")
     if mm is not None:
         return int(mm.get_total_memory(device) - mm.extra_reserved_memory())
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    return None
+    from relumix_core.memory.auto import cuda_budget
+
+    return cuda_budget(device)
 
 
 def patcher_class() -> type | None:

@@ -24,6 +24,7 @@ from .common import check_checkpoint_exists, exit_code, resolve_precision, run_c
 from .relight import (
     add_model_arguments,
     load_pipeline,
+    memory_settings,
     require_checkpoint,
     settings_from_args,
 )
@@ -182,6 +183,7 @@ def _relight(pipe: Any, job: Job, settings: Any, args: argparse.Namespace, bar: 
     def progress(done: int, total: int) -> None:
         bar.set_postfix_str(f"{name} step {done}/{total}")
 
+    settings = memory_settings(pipe, frames.shape, settings, args)
     relit = pipe.relight(frames, reference, job.reference_index, settings, seed=args.seed + job.index,
                          progress=progress, output_type="np")
     written = write_video(job.output, relit, args.fps or fps, overwrite=args.force)

@@ -85,6 +85,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequential-branches", action="store_true",
                         help="run the guidance branches one after the other (less memory, slower)")
     parser.add_argument("--offload", action="store_true", help="keep each component on the CPU except while it runs")
+    parser.add_argument("--vae-tile", type=int, default=None, metavar="PIXELS",
+                        help="VAE encode/decode in overlapping tiles of this side (default: whole frames)")
+    parser.add_argument("--memory", choices=("auto", "as-set"), default="auto",
+                        help="auto (default): on a GPU, when the run as set would not fit its free memory, switch "
+                             "to sequential branches, smaller decode chunks, VAE tiles or a shorter window, the "
+                             "fastest that fit (one line says what); as-set: exactly these options")
     add_precision_arguments(parser)
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's)")
@@ -110,7 +116,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         cond_aug=args.cond_aug, reference_range=args.reference_range, decode_chunk_size=args.decode_chunk_size,
         batch_branches=not args.sequential_branches, window=args.window, overlap=args.overlap,
         strategy=args.strategy, size=args.size, fit=args.fit, reference_fit=args.reference_fit,
-        detail_sigma=args.detail,
+        detail_sigma=args.detail, vae_tile=args.vae_tile,
     )
     settings.check()
     return settings
@@ -133,6 +139,20 @@ def load_pipeline(
     return ReLumixPipeline(model, device=device, offload=args.offload)
 
 
+def memory_settings(pipe: Any, shape: tuple[int, ...], settings: Any, args: argparse.Namespace) -> Any:
+    """With ``--memory auto`` the settings that fit the GPU for frames of ``shape`` [T,H,W,C], said in one line."""
+    if args.memory != "auto":
+        return settings
+    from ..memory.auto import auto_settings
+    from ..models.precision import dtype_name, is_storage_dtype
+
+    stored = [p.dtype for p in pipe.model.component("unet").parameters() if is_storage_dtype(p.dtype)]
+    chosen, line = auto_settings(pipe, shape[0], shape[1], shape[2], settings,
+                                 dtype_name(stored[0] if stored else pipe.dtype))
+    print(line)
+    return chosen
+
+
 def run_relight(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -150,6 +170,7 @@ def run_relight(args: argparse.Namespace) -> int:
                            f"{frames.shape[0]} frames (use 0..{frames.shape[0] - 1})")
     device, precision = device_and_precision(args.device, args.dtype, args.fp8_compute)
     pipe = load_pipeline(checkpoint, args, device, precision)
+    settings = memory_settings(pipe, frames.shape, settings, args)
     print(f"relighting {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} from {args.reference} "
           f"(reference = frame {args.reference_index}) on {device}, {precision.name}")
     with tqdm(desc="relighting", unit="step", dynamic_ncols=True) as bar:

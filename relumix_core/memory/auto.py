@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
 
 from ..errors import ReLumixError
 from ..models.relumix import ReLumixConfig
 from ..pipeline.settings import RelightSettings
 from .search import Candidate, search_budget
-from .simulate import Plan, simulate
+from .simulate import CUDA_CONTEXT_BYTES, Plan, simulate
 
 GIB = 2**30
 #: What ``auto`` may change: everything but the precision, which the model was loaded in.
@@ -88,3 +91,27 @@ def _plan(config: ReLumixConfig, frames: int, size: tuple[int, int], settings: R
 
 def _gib(plan: Plan) -> str:
     return f"{plan.peak_with_context_bytes / GIB:.2f} GiB"
+
+
+def cuda_budget(device: torch.device) -> int | None:
+    """What a run may plan for on ``device`` outside ComfyUI: the free memory, plus what this process already holds
+    there (the model's own weights, which the plan counts) and the CUDA context (which the plan adds). None off
+    CUDA: no limit to plan for."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_allocated(device) + CUDA_CONTEXT_BYTES)
+
+
+def auto_settings(pipe: Any, frames: int, height: int, width: int, settings: RelightSettings,
+                  precision: str) -> tuple[RelightSettings, str]:
+    """``settings`` for relighting ``frames`` frames of ``height`` x ``width`` with ``pipe`` that fit its GPU's free
+    memory (the library's and the CLI's ``--memory auto``), and the one line that says what was chosen."""
+    budget = cuda_budget(pipe.device)
+    if budget is None:
+        return settings, f"memory: auto: on {pipe.device.type}, nothing to plan"
+    resolved = settings.resolved(pipe.model)
+    size = pipe.framing(height, width, resolved).size
+    plan = plan_memory(pipe.model.config, frames, size, resolved, precision, budget, offload=pipe.offload,
+                       can_offload=False)
+    return plan.settings, plan.line
