@@ -257,7 +257,9 @@ class RealComfy:
                         f"    relumix: {json.dumps(str(models))}\n")
         args = ["--extra-model-paths-config", str(yaml), "--input-directory", str(self.input_dir),
                 "--output-directory", str(self.output_dir), "--temp-directory", str(self.root),
-                "--user-directory", str(self.root / "user"), "--database-url", "sqlite:///:memory:"]
+                "--user-directory", str(self.root / "user")]
+        if "--database-url" in (Path(self.comfy_dir) / "comfy" / "cli_args.py").read_text():  # not in 0.3.40
+            args += ["--database-url", "sqlite:///:memory:"]
         return args
 
     def _environment(self) -> dict[str, str]:

@@ -251,15 +251,24 @@ def _check(client: Client, prompt_id: str, end: str, event: int, steps: int = ST
             "sampler_seconds": round(ended - started, 2)}
 
 
+def _knows_preview_metadata() -> bool:
+    """Whether this ComfyUI sends previews with metadata to clients that ask (feature flags, after 0.3.40)."""
+    flags = Path(os.environ["COMFYUI_DIR"]) / "comfy_api" / "feature_flags.py"
+    return flags.is_file() and "supports_preview_metadata" in flags.read_text()
+
+
 def test_sampler_previews_reach_the_client() -> None:
     with _comfy("latent2rgb") as server:
         legacy_client, legacy_id, legacy_end = _run(server, seed=1, metadata=False)
         client, prompt_id, end = _run(server, seed=2, metadata=True)
     legacy = _check(legacy_client, legacy_id, legacy_end, PREVIEW_IMAGE)
-    modern = _check(client, prompt_id, end, PREVIEW_IMAGE_WITH_METADATA)
-    assert {p.metadata.get("node_id") for p in client.previews} == {SAMPLER}
-    assert {p.metadata.get("display_node_id") for p in client.previews} == {SAMPLER}
-    assert {p.metadata.get("prompt_id") for p in client.previews} == {prompt_id}
+    if not _knows_preview_metadata():  # ComfyUI before feature flags (0.3.40) sends every client the old message
+        modern = _check(client, prompt_id, end, PREVIEW_IMAGE)
+    else:
+        modern = _check(client, prompt_id, end, PREVIEW_IMAGE_WITH_METADATA)
+        assert {p.metadata.get("node_id") for p in client.previews} == {SAMPLER}
+        assert {p.metadata.get("display_node_id") for p in client.previews} == {SAMPLER}
+        assert {p.metadata.get("prompt_id") for p in client.previews} == {prompt_id}
     _record("latent2rgb", {"steps": STEPS, "legacy_client": legacy, "metadata_client": modern})
 
 
