@@ -1,10 +1,10 @@
 """Where relumix-tiny's colour cast comes from, measured stage by stage on the validation split (issue 20, step 1).
 
     relumix synth /tmp/relumix_val --scenes 20 --lights 4 --frames 8 --seed 7000   # the validation split
-    python bench/colour_cast.py   # about 6 minutes on one CPU thread; writes bench/results/colour_cast.json
+    python bench/colour_cast.py   # about 2.5 minutes on one CPU thread; writes bench/results/colour_cast.json
 
 The clips are those ``relumix eval`` would take from the validation split (``load_test_clips``, 2 pairs per scene,
-seed 0, round-robin over scenes), the first ``--clips`` of them (default 20: each scene's first light pair). Each
+seed 0, round-robin over scenes), the first ``--clips`` of them (default 12: 12 scenes' first light pairs). Each
 clip is relit from its ground-truth frame 0 (the reference), seed 0, as ``relumix eval`` does. At frame 0 the output
 should reproduce the reference it was given, so any difference there is the model's own colour, not the light
 transport.
@@ -32,7 +32,14 @@ Rows (``variants``): the model as shipped (4 steps, detail transfer 0.75, guidan
 * the shipped run's latents with frame 0 swapped for the reference's own latent, decoded as the pipeline does:
   what the temporal decoder makes of the exact reference latent next to the sampled frames.
 
-``latent_frame0`` compares the sampled frame-0 latent with the reference's posterior mean in latent units.
+``latent_frame0`` compares the sampled frame-0 latent with the reference's posterior mean in latent units. The
+detail-off rows are not separate runs: the detail transfer only post-processes the decoded frames (same latents,
+seed for seed), so they are their base row's clamped decode.
+
+The cast is then split along three colour axes (``AXES``: luma, red-blue, green-magenta; a pink cast is a move
+towards magenta). ``chroma_axes_frame0`` gives, per row, the fraction of the reference's per-pixel variation along
+each axis that the frame-0 output keeps; ``vae_axis_probe`` moves ground-truth clips along each axis and measures
+how far the encoder's latent moves and how much of the move survives the first stage's round trip.
 
 "Averaged weights against the last": the bundled file is stage 5's exponential weight average (model card); the
 script looks for the last (non-averaged) weights of that run, a training checkpoint (``runs/tiny-unet-ema/...``,
@@ -85,6 +92,16 @@ VARIANTS: dict[str, dict] = {
     "reference_range training": {"reference_range": "training"},
     "guidance 1.0-1.0 (no CFG)": {"max_guidance": 1.0},
 }
+#: Rows that are another row without its detail transfer. The transfer only post-processes the decoded frames (the
+#: latents and the decode are the same, seed for seed), so these come from that row's run: its clamped decode.
+DETAIL_OFF_OF = {"detail transfer off": "shipped (4 steps, detail 0.75, cfg 1.0-1.5, official)",
+                 "25 steps, detail off (authors' sampler)": "25 steps"}
+#: Colour axes (unit-free weights on R, G, B): the cast's components. A pink or magenta cast is a move along
+#: green-magenta towards magenta.
+AXES = {"luma": (1 / 3, 1 / 3, 1 / 3), "red-blue": (1.0, 0.0, -1.0), "green-magenta": (-0.5, 1.0, -0.5)}
+#: The probe: the ground-truth clip shifted by this much along each axis (in [0, 1] units per unit weight).
+PROBE_SHIFT = 0.08
+PROBE_CLIPS = 4
 SHIPPED = next(iter(VARIANTS))
 
 
@@ -217,6 +234,67 @@ def last_weights_report() -> dict:
     }
 
 
+def axis_value(image: torch.Tensor, axis: str) -> torch.Tensor:
+    """Projection of [..., 3, H, W] onto a colour axis of :data:`AXES`."""
+    w = torch.tensor(AXES[axis], dtype=image.dtype).view(3, 1, 1)
+    return (image * w).sum(-3)
+
+
+def axis_retention(images: list[torch.Tensor], references: list[torch.Tensor]) -> dict:
+    """Per colour axis, pooled over every pixel of every clip's frame 0: the least-squares slope ``a`` of
+    ``out - ref`` on ``ref`` (projected on the axis) and ``1 + a``, the fraction of the reference's variation along
+    that axis the output keeps (1: all of it; 0: the output is flat along the axis), with the offset in levels."""
+    out = {}
+    for axis in AXES:
+        x = torch.cat([axis_value(r.double(), axis).flatten() for r in references])
+        y = torch.cat([axis_value(i.double(), axis).flatten() for i in images]) - x
+        xc = x - x.mean()
+        slope = float((xc * (y - y.mean())).sum() / xc.pow(2).sum())
+        corr = float(torch.corrcoef(torch.stack([x, y]))[0, 1])
+        out[axis] = {"kept": 1 + slope, "slope": slope, "offset_levels": float(y.mean() * LEVELS), "corr": corr}
+    return out
+
+
+@torch.no_grad()
+def vae_probe(model: ReLumixModel, clips: list[EvalClip]) -> dict:
+    """The first stage alone on controlled colour moves: each ground-truth clip shifted by :data:`PROBE_SHIFT`
+    along each axis. Reports how far the encoder's latent moves (mean |change| / latent std) and how much of the
+    input's move along the axis survives the round trip (decode chunk = the clip), averaged over the clips."""
+    out: dict[str, dict] = {}
+    for axis, weights in AXES.items():
+        latent_moves, kept, shifts = [], [], []
+        for clip in clips:
+            w = torch.tensor(weights).view(1, 3, 1, 1)
+            moved = (clip.target + PROBE_SHIFT * w).clamp(0, 1)
+            mu0, mu1 = ref_latent(model, clip.target), ref_latent(model, moved)
+            d0, d1 = decode(model, mu0, clip.target.shape[0]), decode(model, mu1, clip.target.shape[0])
+            latent_moves.append(float((mu1 - mu0).abs().mean() / mu0.std()))
+            kept.append(float(axis_value(d1 - d0, axis).mean() / axis_value(moved - clip.target, axis).mean()))
+            shifts.append(((d1 - d0).mean((0, 2, 3)) * LEVELS).tolist())
+        out[axis] = {
+            "latent_move_over_std": sum(latent_moves) / len(latent_moves),
+            "kept": sum(kept) / len(kept),
+            "output_shift_levels_rgb": [sum(c) / len(c) for c in zip(*shifts, strict=True)],
+            "input_shift_levels_rgb": [PROBE_SHIFT * v * LEVELS for v in weights],
+        }
+    out["clips"] = len(clips)
+    return out
+
+
+def per_clip_summary(per_clip: list[dict]) -> dict:
+    """The casts' spread over clips (a mean over clips can cancel opposite casts) and how closely the shipped
+    output's frame-0 cast follows the VAE round trip's, clip by clip."""
+    keys = [k for k in per_clip[0] if k not in ("clip", "reference_mean")]
+    values = {k: torch.tensor([c[k] for c in per_clip], dtype=torch.float64) for k in keys}
+    out: dict = {"rms_over_clips": {k: v.pow(2).mean(0).sqrt().tolist() for k, v in values.items()}}
+    ship, vae = values["shipped"], values["vae_clip"]
+    if len(per_clip) > 2:
+        out["corr_shipped_vs_vae_clip"] = [float(torch.corrcoef(torch.stack([ship[:, i], vae[:, i]]))[0, 1])
+                                           for i in range(3)]
+    out["mean_abs_shipped_minus_vae_clip"] = (ship - vae).abs().mean(0).tolist()
+    return out
+
+
 def ensure_data(root: Path) -> str:
     if (root / "meta.json").exists():
         return "existing"
@@ -246,18 +324,31 @@ def measure(args: argparse.Namespace) -> dict:
     stages: dict[str, list[dict]] = {name: [] for name in stage_names}
     latent: list[dict] = []
     per_clip_f0: list[dict] = []
-    timings: dict[str, float] = {name: 0.0 for name in VARIANTS}
+    timings: dict[str, float] = {name: 0.0 for name in VARIANTS if name not in DETAIL_OFF_OF}
+    f0_images: dict[str, list[torch.Tensor]] = {name: [] for name in (SHIPPED, "detail transfer off", *stage_names)}
+    references: list[torch.Tensor] = []
     for i, clip in enumerate(clips):
         shipped: RelightResult | None = None
+        results: dict[str, RelightResult] = {}
         for name, change in VARIANTS.items():
+            if name in DETAIL_OFF_OF:
+                continue
             settings = replace(RelightSettings(), **change)
             t0 = time.perf_counter()
-            res = run_pipeline(pipe, clip, settings)
+            results[name] = run_pipeline(pipe, clip, settings)
             timings[name] += time.perf_counter() - t0
-            variants[name].append(clip_stats(res.frames, res.frames[0], clip))
-            if name == SHIPPED:
-                shipped = res
-        assert shipped is not None
+        for name in VARIANTS:
+            if name in DETAIL_OFF_OF:
+                base = results[DETAIL_OFF_OF[name]]
+                frames = ((base.decoded.float() + 1) / 2).clamp(0, 1)
+                if frames.shape != base.frames.shape:
+                    raise RuntimeError("detail-off rows are derived at the processing size; the clip must be at it")
+            else:
+                frames = results[name].frames
+            variants[name].append(clip_stats(frames, frames[0], clip))
+            if name in (SHIPPED, "detail transfer off"):
+                f0_images[name].append(frames[0])
+        shipped = results[SHIPPED]
         with torch.no_grad():
             chunk = shipped.latents.shape[0]  # the pipeline's decode chunk: the window (8) = the clip here
             scale = cfg.scale_factor
@@ -276,6 +367,9 @@ def measure(args: argparse.Namespace) -> dict:
         stages[stage_names[2]].append(clip_stats(oracle, oracle[0], clip))
         stages[stage_names[3]].append(clip_stats(None, z0_alone[0], clip))
         stages[stage_names[4]].append(clip_stats(swap, swap[0], clip))
+        for name, image in zip(stage_names, (alone, still, oracle, z0_alone, swap), strict=True):
+            f0_images[name].append(image[0])
+        references.append(clip.reference)
         # the UNet's frame-0 latent against the reference's, and the decoded x0 against the decoded reference latent
         dz = z0[0].double() - mu_ref[0].double()
         latent.append({
@@ -315,9 +409,14 @@ def measure(args: argparse.Namespace) -> dict:
                  "frames": cfg.trained_frames, "size": list(clips[0].target.shape[-2:])},
         "model": {"weights": str(WEIGHTS.relative_to(ROOT)), "default_steps": cfg.default_steps,
                   "detail_sigma": cfg.detail_sigma, "scale_factor": cfg.scale_factor, "seed": SEED},
-        "variants": {name: {"settings": VARIANTS[name], **mean_of(v)} for name, v in variants.items()},
+        "variants": {name: {"settings": VARIANTS[name], **({"derived_from": DETAIL_OFF_OF[name]}
+                                                            if name in DETAIL_OFF_OF else {}), **mean_of(v)}
+                     for name, v in variants.items()},
         "stages": {name: mean_of(v) for name, v in stages.items()},
         "latent_frame0": latent_mean,
+        "per_clip_frame0": per_clip_summary(per_clip_f0),
+        "chroma_axes_frame0": {name: axis_retention(images, references) for name, images in f0_images.items()},
+        "vae_axis_probe": vae_probe(model, clips[:PROBE_CLIPS]),
         "per_clip_frame0_mean_diff": per_clip_f0,
         "last_weights": last_weights_report(),
         "seconds": {"total": round(time.perf_counter() - start, 1),
@@ -358,6 +457,27 @@ def table(result: dict) -> str:
             f"| {f'{psnr:.2f}' if psnr is not None else '–'} "
             f"| {v['frame0']['clips_red_above_green']}/{v['clips']} |"
         )
+    lines += ["", "Colour axes at frame 0, pooled over all pixels of all clips: the fraction of the reference's "
+              "variation along each axis that the output keeps (1 + slope of out - ref on ref; 1 = all).", "",
+              "| row | " + " | ".join(f"{a} kept" for a in AXES) + " |", "|---|" + "---:|" * len(AXES)]
+    for name, axes in result["chroma_axes_frame0"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{axes[a]['kept']:.2f}" for a in AXES) + " |")
+    probe = result["vae_axis_probe"]
+    lines += ["", f"First stage alone, ground-truth clips moved by {PROBE_SHIFT} along each axis "
+              f"({probe['clips']} clips):", "",
+              "| axis | input move R/G/B | output move R/G/B | kept along the axis | latent move / latent std |",
+              "|---|---:|---:|---:|---:|"]
+    for a in AXES:
+        v = probe[a]
+        lines.append(f"| {a} | {fmt(v['input_shift_levels_rgb'])} | {fmt(v['output_shift_levels_rgb'])} "
+                     f"| {v['kept']:.2f} | {v['latent_move_over_std']:.3f} |")
+    spread = result["per_clip_frame0"]
+    rms = spread["rms_over_clips"]
+    lines += ["", "Frame-0 cast per clip (the means above let opposite casts cancel): RMS over clips R/G/B: "
+              + "; ".join(f"{k} {fmt_abs(v)}" for k, v in rms.items())
+              + f". Shipped against the VAE round trip of the clip, clip by clip: correlation "
+              f"{fmt(spread.get('corr_shipped_vs_vae_clip'), 2)}, mean |difference| "
+              f"{fmt_abs(spread['mean_abs_shipped_minus_vae_clip'])}."]
     lat = result["latent_frame0"]
     dec = lat["decoded_x0_vs_decoded_ref_latent"]
     lines += [
@@ -377,8 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help=f"validation split (default {DATA}; generated "
                         f"there with '{SYNTH_CMD.format(out=DATA)}' when absent)")
-    parser.add_argument("--clips", type=int, default=20,
-                        help="validation clips (default 20: every scene's first light pair)")
+    parser.add_argument("--clips", type=int, default=12,
+                        help="validation clips (default 12: the first 12 scenes' first light pairs)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
