@@ -62,6 +62,10 @@ class ReLumixSampler:
                 "vae_tile": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8,
                                      "tooltip": "VAE decode in overlapping tiles of this many pixels (0 = whole "
                                                 "frames unless memory auto needs tiles)"}),
+                "colour_anchor": ("BOOLEAN", {"default": False,
+                                              "tooltip": "fit one colour map from the output's reference frame to "
+                                                         "the reference and apply it to every frame (removes a "
+                                                         "clip-wide colour cast)"}),
             },
         }
 
@@ -81,6 +85,7 @@ class ReLumixSampler:
         detail: float = -1.0,
         memory: str = "auto",
         vae_tile: int = 0,
+        colour_anchor: bool = False,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from relumix_core.pipeline.progress import Interrupted
         from relumix_core.pipeline.settings import RelightSettings
@@ -89,7 +94,7 @@ class ReLumixSampler:
             num_steps=steps or None, min_guidance=min_guidance, max_guidance=max_guidance, window=window or None,
             overlap=None if overlap < 0 else overlap, strategy=strategy,  # type: ignore[arg-type]
             decode_chunk_size=decode_chunk or None, batch_branches=batch_branches,
-            detail_sigma=None if detail < 0 else detail, vae_tile=vae_tile or None,
+            detail_sigma=None if detail < 0 else detail, vae_tile=vae_tile or None, colour_anchor=colour_anchor,
         )
         settings = model.plan_memory(conditioning.num_frames, conditioning.framing.size, settings, memory)
         generator = torch.Generator().manual_seed(seed)

@@ -61,6 +61,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the pipeline's")
     parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
                         help="detail transfer radius in processing pixels, 0 = off (default: the model's own)")
+    parser.add_argument("--colour-anchor", action="store_true",
+                        help="apply the colour anchor to the model's output (default off)")
     parser.add_argument("--oracle", action="store_true",
                         help="also score the ground truth through the model's VAE: the ceiling any relighting "
                              "by this model can reach (needs -c)")
@@ -87,7 +89,7 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     chosen = {"strategy": args.strategy, "min_guidance": args.min_guidance, "max_guidance": args.max_guidance}
     defaults_otherwise = {key: value for key, value in chosen.items() if value is not None}
     settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None,
-                               detail_sigma=args.detail, **defaults_otherwise)
+                               detail_sigma=args.detail, colour_anchor=args.colour_anchor, **defaults_otherwise)
     settings.check()  # bad options fail before the model loads
     check_checkpoint_exists(args.checkpoint)
     device, precision = device_and_precision(args.device, args.dtype, args.fp8_compute)
@@ -97,7 +99,8 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     pipe = ReLumixPipeline(model, device=device)
     settings = settings.resolved(model)
     print(f"model: {args.checkpoint} on {device}, {precision.name}, {settings.num_steps} steps, "
-          f"detail transfer {settings.detail_sigma or 'off'}, trained on {model.config.trained_frames} frames")
+          f"detail transfer {settings.detail_sigma or 'off'}, "
+          f"colour anchor {'on' if settings.colour_anchor else 'off'}, trained on {model.config.trained_frames} frames")
     methods = {MODEL_METHOD: relumix_method(pipe, settings, seed=args.seed)}
     if args.oracle:
         methods["first_stage_oracle"] = first_stage_oracle(model, settings.decode_chunk_size)
@@ -148,7 +151,8 @@ def run_eval(args: argparse.Namespace) -> int:
         "pairs_per_scene": args.pairs_per_scene, "max_clips": args.max_clips, "seed": args.seed,
         **({"steps": settings.num_steps, "window": settings.window, "overlap": settings.overlap,
             "strategy": settings.strategy, "min_guidance": settings.min_guidance,
-            "max_guidance": settings.max_guidance, "detail_sigma": settings.detail_sigma} if settings else {}),
+            "max_guidance": settings.max_guidance, "detail_sigma": settings.detail_sigma,
+            "colour_anchor": settings.colour_anchor} if settings else {}),
     }
     path = write_report(report, clips, outputs, out, overwrite=args.force)
     print(format_table(report))

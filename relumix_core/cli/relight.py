@@ -77,6 +77,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
                         help="detail transfer radius in processing pixels, 0 = off (default: the model's own; "
                              "0 for ReLumix)")
+    parser.add_argument("--colour-anchor", action="store_true",
+                        help="map the output's colours so its reference frame matches the reference's (a global "
+                             "per-clip colour correction; default off)")
     parser.add_argument("--reference-fit", choices=("auto", "resize", "crop", "pad"), default="auto",
                         help="how a reference of another size is conformed (default auto)")
     parser.add_argument("--decode-chunk-size", type=int, default=None,
@@ -116,7 +119,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         cond_aug=args.cond_aug, reference_range=args.reference_range, decode_chunk_size=args.decode_chunk_size,
         batch_branches=not args.sequential_branches, window=args.window, overlap=args.overlap,
         strategy=args.strategy, size=args.size, fit=args.fit, reference_fit=args.reference_fit,
-        detail_sigma=args.detail, vae_tile=args.vae_tile,
+        detail_sigma=args.detail, vae_tile=args.vae_tile, colour_anchor=args.colour_anchor,
     )
     settings.check()
     return settings

@@ -253,6 +253,9 @@ class ReLumixConditioning:
     #: The input frames [T,3,H,W] in [0,1] over the region the output covers (a view, not a copy): the texture
     #: source of the detail transfer.
     source: torch.Tensor
+    #: The conformed reference [3,H,W] in [0,1] over the same region: what the colour anchor fits the output's
+    #: reference frame to.
+    reference_image: torch.Tensor | None = None
 
     def window_conditioning(
         self, model: ReLumixModel, embeddings: FrameEmbeddings, reference: ReferenceEmbeddings | None = None

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import ReLumixError
+from ..media.colour_anchor import apply_colour_map, fit_colour_map
 from ..media.detail import transfer_detail
 from ..media.frames import as_frames, as_image, to_numpy_uint8, to_pil
 from ..media.resolution import Framing, conform_reference, make_framing
@@ -154,6 +155,9 @@ class ReLumixPipeline:
         self.tiling(settings)  # a bad tile size fails here, before any work
         video_in = as_frames(frames, "frames")
         video, ref, framing = self.prepare_inputs(video_in, reference, reference_index, settings)
+        # the reference at the input size, over the output's region: what the colour anchor matches
+        prepared_reference = conform_reference(as_image(reference, "reference"), *video_in.shape[-2:],
+                                               fit=settings.reference_fit)
         dtype = self.dtype
         runs = split_directions(video.shape[0], reference_index)
         with self.placement.stage("encode", ENCODERS):
@@ -181,6 +185,7 @@ class ReLumixPipeline:
             reference_range=settings.reference_range,
             model_token=id(self.model),
             source=framing.output_region(video_in),
+            reference_image=framing.output_region(prepared_reference),
         )
 
     def _embed_run(
@@ -333,6 +338,11 @@ class ReLumixPipeline:
                    for d, plan in zip(conditioning.directions, plans, strict=True)]
         framing = conditioning.framing
         frames = framing.from_model(video)
+        if settings.colour_anchor:
+            if conditioning.reference_image is None:
+                raise ReLumixError("colour_anchor needs a conditioning that keeps its reference image")
+            index = conditioning.reference_index
+            frames = apply_colour_map(frames, fit_colour_map(frames[index], conditioning.reference_image))
         if settings.detail_sigma:
             # the radius is set in processing pixels; the output is larger by the input / content ratio
             scale = framing.output_size[0] / framing.content_size[0]

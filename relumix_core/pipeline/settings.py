@@ -45,9 +45,12 @@ class RelightSettings:
     #: (:mod:`relumix_core.media.detail`); ``None`` means the model's own (0, off, for ReLumix; relumix-tiny's card
     #: gives its value).
     detail_sigma: float | None = None
+    #: Fit a global colour map from the output's reference frame to the reference and apply it to every frame
+    #: (:mod:`relumix_core.media.colour_anchor`): removes a per-clip colour cast of the model, not lost chroma.
+    colour_anchor: bool = False
     #: Side in processing pixels of the overlapping spatial tiles the VAE encodes and decodes in (``None``: whole
-    #: frames). Tiling bounds the decode's memory at large sizes and changes the pictures very slightly
-    #: (docs/memory.md gives the measured error). A multiple of the VAE's factor, at least two factors.
+    #: frames). Tiling bounds the decode's memory at large sizes but changes the pictures: the decoder's group norms
+    #: see only their tile (docs/memory.md gives the measured error). A multiple of the VAE's factor, at least two.
     vae_tile: int | None = None
 
     def resolved(self, model: ReLumixModel) -> RelightSettings:
