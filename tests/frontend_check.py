@@ -297,14 +297,16 @@ def _errors_since(browser: Browser, start: int) -> list[str]:
         browser.events = saved
 
 
-# Fit every node into the canvas (a margin, more at the bottom for the zoom controls); the frontend's own
-# Comfy.Canvas.FitView leaves wide margins. Canvas position = (graph position + offset) * scale.
+# Fit the nodes with the given ids (null: every node) into the canvas, with a margin (more at the bottom for the
+# zoom controls); the frontend's own Comfy.Canvas.FitView leaves wide margins. Canvas position = (graph position +
+# offset) * scale. Fill in the ids with ``FIT_JS % json.dumps(ids)``.
 FIT_JS = """
-(async () => {
+(async (ids) => {
   await new Promise((r) => setTimeout(r, 500));
   const title = LiteGraph.NODE_TITLE_HEIGHT;
-  const xs = app.graph.nodes.flatMap((n) => [n.pos[0], n.pos[0] + n.size[0]]);
-  const ys = app.graph.nodes.flatMap((n) => [n.pos[1] - title, n.pos[1] + n.size[1]]);
+  const nodes = ids ? ids.map((id) => app.graph.getNodeById(id)) : app.graph.nodes;
+  const xs = nodes.flatMap((n) => [n.pos[0], n.pos[0] + n.size[0]]);
+  const ys = nodes.flatMap((n) => [n.pos[1] - title, n.pos[1] + n.size[1]]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   const rect = app.canvas.canvas.getBoundingClientRect();  // canvas coordinates start at its top-left corner
   const area = {left: 24, top: 24, right: rect.width - 24, bottom: rect.height - 70};
@@ -317,7 +319,7 @@ FIT_JS = """
   app.graph.setDirtyCanvas(true, true);
   await new Promise((r) => setTimeout(r, 800));
   return scale;
-})()
+})(%s)
 """
 
 
@@ -327,7 +329,7 @@ def fit_and_screenshot(browser: Browser, path: Path, workflow: Path) -> tuple[in
 
     browser.resize(SHOT_WINDOW)
     browser.evaluate(f"app.loadGraphData({workflow.read_text()}, true, true, {json.dumps(workflow.stem)})")
-    browser.evaluate(FIT_JS)
+    browser.evaluate(FIT_JS % "null")
     image = Image.open(io.BytesIO(browser.screenshot())).convert("RGB")
     browser.resize(WINDOW)
     image = image.quantize(colors=128, method=Image.Quantize.MEDIANCUT)

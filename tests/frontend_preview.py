@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from frontend_check import WORKFLOWS, Browser, comfy_server
+from frontend_check import FIT_JS, WORKFLOWS, Browser, comfy_server
 from PIL import Image
 
 from relumix_core.media.video_io import write_video
@@ -87,27 +87,6 @@ NODE_STATE_JS = """
 })()
 """
 
-# Fit the given nodes (with a margin) into the canvas, as frontend_check.FIT_JS does for the whole graph.
-FIT_NODES_JS = """
-(async (ids) => {
-  const title = LiteGraph.NODE_TITLE_HEIGHT;
-  const nodes = ids.map((id) => app.graph.getNodeById(id));
-  const xs = nodes.flatMap((n) => [n.pos[0], n.pos[0] + n.size[0]]);
-  const ys = nodes.flatMap((n) => [n.pos[1] - title, n.pos[1] + n.size[1]]);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const rect = app.canvas.canvas.getBoundingClientRect();
-  const area = {left: 24, top: 24, right: rect.width - 24, bottom: rect.height - 70};
-  app.canvas.show_info = false;
-  const scale = Math.min((area.right - area.left) / (x1 - x0), (area.bottom - area.top) / (y1 - y0));
-  const ds = app.canvas.ds;
-  ds.scale = scale;
-  ds.offset[0] = (area.left + area.right) / 2 / scale - (x0 + x1) / 2;
-  ds.offset[1] = (area.top + area.bottom) / 2 / scale - (y0 + y1) / 2;
-  app.graph.setDirtyCanvas(true, true);
-  await new Promise((r) => setTimeout(r, 800));
-  return scale;
-})(%s)
-"""
 
 
 def write_inputs(folder: Path) -> None:
@@ -203,7 +182,7 @@ def run(comfy_dir: Path, comfy_python: str, chromium: str, screenshot: Path, ste
         shown = _shown(state) and not _ended(state)
         shot = None
         if shown:
-            browser.evaluate(FIT_NODES_JS % json.dumps(list(SHOT_NODES)))
+            browser.evaluate(FIT_JS % json.dumps(list(SHOT_NODES)))
             state = browser.evaluate(NODE_STATE_JS % (SAMPLER, PREVIEW_WIDGET))
             size = _save_small(browser.screenshot(), screenshot)
             shot = {"path": str(screenshot), "size": size, "bytes": screenshot.stat().st_size,

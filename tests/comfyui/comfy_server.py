@@ -145,16 +145,21 @@ class RunResult:
 
 class Listener:
     """ComfyUI's websocket for one client id, read by a background thread; each message is kept with the local time
-    it arrived. Used to see the sampler's steps (``progress`` messages) while it runs."""
+    it arrived. Used to see the sampler's steps (``progress`` messages) while it runs. ``hello`` is sent first (the
+    frontend's feature flags); binary messages (preview images) go to ``on_binary(arrival time, bytes)``."""
 
-    def __init__(self, base_url: str, client_id: str) -> None:
+    def __init__(self, base_url: str, client_id: str, hello: dict[str, Any] | None = None,
+                 on_binary: Any = None) -> None:
         import websocket  # websocket-client: only the tests that follow a run live need it
 
         self.client_id = client_id
         self.messages: list[tuple[float, str, dict[str, Any]]] = []
         self._lock = threading.Lock()
+        self._on_binary = on_binary
         self._ws = websocket.create_connection(base_url.replace("http://", "ws://") + f"/ws?clientId={client_id}",
                                                timeout=5)
+        if hello is not None:
+            self._ws.send(json.dumps(hello))
         self._closed = False
         self._thread = threading.Thread(target=self._read, name="comfy-ws", daemon=True)
         self._thread.start()
@@ -172,6 +177,8 @@ class Listener:
             if not raw:  # the connection closed
                 return
             if isinstance(raw, bytes):  # preview images
+                if self._on_binary is not None:
+                    self._on_binary(time.time(), raw)
                 continue
             try:
                 message = json.loads(raw)

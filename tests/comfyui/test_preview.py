@@ -19,20 +19,19 @@ import os
 import shutil
 import struct
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import frontend_check as fc
 import numpy as np
 import pytest
-import websocket
+from comfy_server import Listener
 from PIL import Image
 
 from relumix_core.media.video_io import write_video
@@ -64,46 +63,14 @@ class Preview:
     nonblank: bool
 
 
-@dataclass
-class Client:
-    """A websocket client of the server, read by a thread: JSON messages and decoded previews, in arrival order."""
+class Client(Listener):
+    """A websocket client of the server (:class:`comfy_server.Listener`) that also decodes the preview images."""
 
-    url: str
-    client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    messages: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
-    previews: list[Preview] = field(default_factory=list)
-    undecodable: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ws = websocket.create_connection(self.url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}",
-                                               timeout=2)
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-
-    def announce_preview_metadata(self) -> None:
-        """Send the feature flags the frontend sends as its first message (before any other)."""
-        self._ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
-
-    def start(self) -> Client:
-        self._thread.start()
-        return self
-
-    def _read(self) -> None:
-        while not self._closed:
-            try:
-                raw = self._ws.recv()
-            except websocket.WebSocketTimeoutException:
-                continue
-            except (websocket.WebSocketException, OSError):
-                return
-            now = time.monotonic()
-            if isinstance(raw, bytes):
-                self._binary(now, raw)
-            elif raw:
-                message = json.loads(raw)
-                with self._lock:
-                    self.messages.append((now, message.get("type", ""), message.get("data") or {}))
+    def __init__(self, url: str, metadata: bool) -> None:
+        self.previews: list[Preview] = []
+        self.undecodable: list[str] = []
+        hello = {"type": "feature_flags", "data": {"supports_preview_metadata": True}} if metadata else None
+        super().__init__(url, str(uuid.uuid4()), hello=hello, on_binary=self._binary)
 
     def _binary(self, now: float, raw: bytes) -> None:
         """Decode ComfyUI's binary message: a big-endian event type, then the event's own header, then the image."""
@@ -132,11 +99,6 @@ class Client:
         with self._lock:
             self.previews.append(preview)
 
-    def events(self, kind: str, prompt_id: str) -> list[tuple[float, dict[str, Any]]]:
-        with self._lock:
-            return [(at, data) for at, event, data in self.messages
-                    if event == kind and data.get("prompt_id") == prompt_id]
-
     def wait_done(self, prompt_id: str, timeout: float) -> str:
         """The prompt's last status message (execution_success, _error or _interrupted) or "timeout"."""
         deadline = time.monotonic() + timeout
@@ -147,11 +109,6 @@ class Client:
                     return end
             time.sleep(0.1)
         return "timeout"
-
-    def close(self) -> None:
-        self._closed = True
-        self._ws.close()
-        self._thread.join(timeout=10)
 
 
 def _post(base: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -204,10 +161,7 @@ def _record(key: str, value: dict[str, Any]) -> None:
 
 def _run(base: str, seed: int, metadata: bool, steps: int = STEPS) -> tuple[Client, str, str]:
     """Queue the workflow for a fresh client and wait for its end; the client, the prompt id and the end event."""
-    client = Client(base)
-    if metadata:
-        client.announce_preview_metadata()
-    client.start()
+    client = Client(base, metadata)
     try:
         prompt_id = _post(base, "/prompt", {"prompt": _prompt(seed, steps), "client_id": client.client_id})["prompt_id"]
         end = client.wait_done(prompt_id, timeout=600)
