@@ -125,9 +125,10 @@ class ReLumixPipeline:
 
     def prepare_inputs(
         self, video: torch.Tensor, reference: Any, reference_index: int, settings: RelightSettings
-    ) -> tuple[torch.Tensor, torch.Tensor, Framing]:
-        """Frames [T,3,h,w] and reference [3,h,w] in [0,1] at the processing size, and the framing, from frames
-        already validated by :func:`~relumix_core.media.frames.as_frames` and a reference in any accepted form."""
+    ) -> tuple[torch.Tensor, torch.Tensor, Framing, torch.Tensor]:
+        """Frames [T,3,h,w] and reference [3,h,w] in [0,1] at the processing size, the framing, and the reference
+        conformed to the input size (what the colour anchor matches), from frames already validated by
+        :func:`~relumix_core.media.frames.as_frames` and a reference in any accepted form."""
         num_frames, _, height, width = video.shape
         if not isinstance(reference_index, int) or not 0 <= reference_index < num_frames:
             raise ReLumixError(
@@ -136,7 +137,7 @@ class ReLumixPipeline:
             )
         ref = conform_reference(as_image(reference, "reference"), height, width, fit=settings.reference_fit)
         framing = self.framing(height, width, settings)
-        return framing.to_model(video), framing.to_model(ref[None])[0], framing
+        return framing.to_model(video), framing.to_model(ref[None])[0], framing, ref
 
     @torch.no_grad()
     def encode(
@@ -154,10 +155,7 @@ class ReLumixPipeline:
         settings = (settings or RelightSettings()).resolved(self.model)
         self.tiling(settings)  # a bad tile size fails here, before any work
         video_in = as_frames(frames, "frames")
-        video, ref, framing = self.prepare_inputs(video_in, reference, reference_index, settings)
-        # the reference at the input size, over the output's region: what the colour anchor matches
-        prepared_reference = conform_reference(as_image(reference, "reference"), *video_in.shape[-2:],
-                                               fit=settings.reference_fit)
+        video, ref, framing, reference_in = self.prepare_inputs(video_in, reference, reference_index, settings)
         dtype = self.dtype
         runs = split_directions(video.shape[0], reference_index)
         with self.placement.stage("encode", ENCODERS):
@@ -185,7 +183,7 @@ class ReLumixPipeline:
             reference_range=settings.reference_range,
             model_token=id(self.model),
             source=framing.output_region(video_in),
-            reference_image=framing.output_region(prepared_reference),
+            reference_image=framing.output_region(reference_in),
         )
 
     def _embed_run(
