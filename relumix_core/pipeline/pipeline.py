@@ -193,13 +193,14 @@ class ReLumixPipeline:
         """Frame replacement and embedding of one direction, ``decode_chunk_size`` frames at a time: only a chunk of
         the clip is on the device at once, so the encode stage's memory does not grow with the clip's length."""
         chunk = settings.decode_chunk_size or len(run)
+        tiling = self.tiling(settings)
         parts = []
         for start in range(0, len(run), chunk):
             seq = video[run[start : start + chunk]].to(self.device, self.dtype) * 2 - 1
             if start == 0:
                 seq[0] = ref_m11
             noisy = seq + settings.cond_aug * noise[start : start + chunk].to(self.device)
-            parts.append(embed_frames(self.model, seq, noisy, None, self.tiling(settings)))
+            parts.append(embed_frames(self.model, seq, noisy, None, tiling))
         return FrameEmbeddings.cat(parts)
 
     # -- stage 2: sampling and decoding -----------------------------------------------------------------------
