@@ -63,7 +63,7 @@ import torch
 
 from relumix_core.atomic import write_text
 from relumix_core.checkpoints.loading import load_relumix
-from relumix_core.evaluation.evaluate import EvalClip, load_test_clips
+from relumix_core.evaluation.clips import EvalClip, load_test_clips
 from relumix_core.evaluation.metrics import psnr_per_frame
 from relumix_core.models.relumix import ReLumixModel
 from relumix_core.models.vae import decode_latents, first_stage_moments, posterior_parameters

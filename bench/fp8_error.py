@@ -37,7 +37,7 @@ from relumix_core.atomic import write_text
 from relumix_core.checkpoints.loading import load_relumix
 from relumix_core.data.synth import write_dataset
 from relumix_core.evaluation import clip_metrics, load_test_clips, relumix_method
-from relumix_core.evaluation.evaluate import EvalClip
+from relumix_core.evaluation.clips import EvalClip
 from relumix_core.models.precision import WEIGHT_DTYPES, fp8_dtype
 from relumix_core.models.relumix import ReLumixModel
 from relumix_core.pipeline.pipeline import ReLumixPipeline

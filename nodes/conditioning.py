@@ -7,7 +7,13 @@ from typing import Any
 import torch
 
 from .loader import ReLumixHandle
-from .reference import MAX_FRAMES
+from .reference import (
+    KEYFRAME_INDICES_TOOLTIP,
+    MAX_FRAMES,
+    REFERENCE_INDEX_TOOLTIP,
+    check_keyframes_inside,
+    keyframes,
+)
 
 FITS = ("resize", "crop", "pad")
 RESOLUTIONS = ("model's trained size", "video's own size", "custom")
@@ -32,7 +38,9 @@ class EmbeddingFuse:
     FUNCTION = "fuse"
     DESCRIPTION = (
         "CLIP and VAE embeddings of every frame and of the relit reference, whose latent and CLIP embedding are "
-        "fused with every frame's. The clip is split at the reference into a forward and a backward run."
+        "fused with every frame's. The clip is split at the reference into a forward and a backward run. Several "
+        "relit keyframes: a batch of references with keyframe_indices (one frame per image, e.g. from Reference "
+        "Replace's keyframe_indices output)."
     )
 
     @classmethod
@@ -40,9 +48,11 @@ class EmbeddingFuse:
         return {
             "required": {
                 "model": ("RELUMIX_MODEL",),
-                "frames": ("IMAGE",),
-                "reference": ("IMAGE",),
-                "reference_index": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES}),
+                "frames": ("IMAGE", {"tooltip": "the video frames (from Reference Replace: the reference in place)"}),
+                "reference": ("IMAGE", {"tooltip": "the relit reference (one image), or with keyframe_indices a "
+                                                   "batch of relit keyframes"}),
+                "reference_index": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES,
+                                            "tooltip": REFERENCE_INDEX_TOOLTIP}),
                 "resolution": (RESOLUTIONS, {"default": RESOLUTIONS[0],
                                              "tooltip": "processing size: the size the model was trained at (512 "
                                                         "for ReLumix, 64 for relumix-tiny), the video's own size, "
@@ -56,7 +66,10 @@ class EmbeddingFuse:
                                        "tooltip": "noise added to the source frames before the VAE (0.02)"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                                  "tooltip": "seed of the cond_aug noise"}),
-            }
+            },
+            "optional": {
+                "keyframe_indices": ("STRING", {"default": "", "tooltip": KEYFRAME_INDICES_TOOLTIP}),
+            },
         }
 
     def fuse(
@@ -71,6 +84,7 @@ class EmbeddingFuse:
         fps_id: int,
         cond_aug: float,
         seed: int,
+        keyframe_indices: str = "",
     ) -> tuple[Any]:
         from relumix_core.pipeline.settings import RelightSettings
 
@@ -78,13 +92,19 @@ class EmbeddingFuse:
             fps_id=fps_id, cond_aug=cond_aug, reference_range=model.reference_range,  # type: ignore[arg-type]
             size=_processing_size(resolution, size), fit=fit,  # type: ignore[arg-type]
         )
-        if frames.ndim == 4 and reference_index < frames.shape[0]:  # bad shapes fail in encode, with the reason
+        indices = keyframes(keyframe_indices, reference)
+        if indices is not None and frames.ndim == 4:
+            check_keyframes_inside(indices, frames.shape[0])
+        at = [reference_index] if indices is None else indices
+        if frames.ndim == 4 and max(at) < frames.shape[0]:  # bad shapes and indices fail in encode, with the reason
             resolved = settings.resolved(model.pipeline.model)
             size = model.pipeline.framing(frames.shape[1], frames.shape[2], resolved).size
             settings = model.plan_memory(frames.shape[0], size, settings, "auto")
         generator = torch.Generator().manual_seed(seed)
         try:
-            conditioning = model.pipeline.encode(frames, reference, reference_index, settings, generator)
+            conditioning = model.pipeline.encode(
+                frames, reference, reference_index if indices is None else indices, settings, generator
+            )
         finally:
             model.park()
         return (conditioning,)

@@ -192,11 +192,28 @@ def core_nodes(input_dir: Path, output_dir: Path) -> dict[str, Callable[..., tup
         index = min(image.shape[0] - 1, batch_index)
         return (image[index : index + min(image.shape[0] - index, length)].clone(),)
 
+    def batch(image1: torch.Tensor, image2: torch.Tensor) -> tuple:
+        """Batch Images (nodes.py ImageBatch): image2 brought to image1's size (centre crop to its aspect, then
+        bilinear, as comfy.utils.common_upscale), then both in one batch."""
+        if image1.shape[1:] != image2.shape[1:]:
+            height, width = image1.shape[1:3]
+            h, w = image2.shape[1:3]
+            if w * height > h * width:  # image2 is wider: crop its sides
+                keep = round(h * width / height)
+                image2 = image2[:, :, (w - keep) // 2 : (w - keep) // 2 + keep]
+            elif w * height < h * width:
+                keep = round(w * height / width)
+                image2 = image2[:, (h - keep) // 2 : (h - keep) // 2 + keep]
+            image2 = torch.nn.functional.interpolate(image2.movedim(-1, 1), size=(height, width), mode="bilinear",
+                                                     align_corners=False).movedim(1, -1)
+        return (torch.cat((image1, image2), dim=0),)
+
     return {
         "LoadVideo": load_video,
         "GetVideoComponents": lambda video: (video.images, None, float(video.fps)),
         "LoadImage": load_image,
         "ImageFromBatch": from_batch,
+        "ImageBatch": batch,
         "PreviewImage": lambda images: (),
         "CreateVideo": lambda images, fps, audio=None: (Video(images, fps),),
         "SaveVideo": save_video,

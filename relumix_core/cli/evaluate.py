@@ -49,7 +49,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clips", type=int, default=None, help="at most this many clips (default: all)")
     parser.add_argument("--steps", type=int, default=None,
                         help="sampling steps (default: the model's own; 25 for ReLumix)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the pair choice and the model noise (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the pair choice, the model noise and --reference-perturb noise (default 0)")
+    parser.add_argument("--keyframes", type=int, default=1, metavar="N",
+                        help="give every method N ground-truth frames as references: 1 = frame 0 (default); N >= 2: "
+                             "the first, the last and evenly spaced ones between. Means leave them all out")
+    parser.add_argument("--reference-perturb", action="append", default=None, metavar="KIND:L1,L2,...",
+                        help="also score every method with perturbed references (the ground truth stays clean), at "
+                             "each level plus the clean run: noise:SIGMA (values in [0,1]), color:L (R x (1+L), "
+                             "B x (1-L)), blur:SIGMA (pixels), shift:PIXELS (right and down), jpeg:QUALITY (1..100). "
+                             "Repeat for several kinds, e.g. --reference-perturb noise:0.02,0.05 "
+                             "--reference-perturb jpeg:50,10")
     parser.add_argument("--min-guidance", type=float, default=None,
                         help="guidance at the first frame (default: the relight default)")
     parser.add_argument("--max-guidance", type=float, default=None,
@@ -73,9 +83,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_counts(args: argparse.Namespace) -> None:
     for flag, value in (("--frames", args.frames), ("--pairs-per-scene", args.pairs_per_scene),
-                        ("--max-clips", args.max_clips)):
+                        ("--max-clips", args.max_clips), ("--keyframes", args.keyframes)):
         if value is not None and value < 1:
             raise ReLumixError(f"{flag} must be at least 1, got {value}")
+    if args.frames is not None and args.keyframes > args.frames:
+        raise ReLumixError(f"--keyframes {args.keyframes} needs clips of at least {args.keyframes} frames, got "
+                           f"--frames {args.frames}")
 
 
 def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
@@ -107,16 +120,36 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     return methods, settings, model.config.trained_frames
 
 
+def _sweep(report: dict, clips: list, methods: dict[str, Any], perturbations: dict[str, list[float]],
+           seed: int) -> dict:
+    """The perturbation table, with a progress bar; the model alone of ``methods`` (the oracle ignores the
+    reference) next to the baselines."""
+    from tqdm import tqdm
+
+    from ..evaluation import MODEL_METHOD, perturbation_sweep
+
+    model = {name: fn for name, fn in methods.items() if name == MODEL_METHOD}
+    total = sum(len(levels) - 1 for levels in perturbations.values()) * len(clips)
+    with tqdm(total=total, desc="perturbed references", unit="clip", dynamic_ncols=True) as bar:
+
+        def progress(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+        return perturbation_sweep(report, clips, model, perturbations, seed=seed, progress=progress)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.dataset import index_scenes
     from ..evaluation import check_report_dir, evaluate, format_table, load_test_clips, write_report
     from ..evaluation.evaluate import window_seams
+    from ..evaluation.perturb import parse_perturb_specs
 
     start = time.perf_counter()
     out = check_report_dir(args.out, overwrite=args.force)  # fail now, not after the work
     _check_counts(args)
+    perturbations = parse_perturb_specs(args.reference_perturb)
     root = Path(args.data).expanduser()
     index_scenes(root, args.frames or 1)  # a wrong data folder fails before any model loads
     methods = {}
@@ -131,13 +164,14 @@ def run_eval(args: argparse.Namespace) -> int:
         print("no checkpoint (-c): evaluating the baselines only")
     try:
         clips = load_test_clips(root, frames, size=args.size, pairs_per_scene=args.pairs_per_scene,
-                                max_clips=args.max_clips, seed=args.seed)
+                                max_clips=args.max_clips, seed=args.seed, keyframes=args.keyframes)
     except ReLumixError as err:
         if args.frames is None and "fewer than" in str(err):
             raise ReLumixError(f"{err} (clips default to {frames} frames; pass --frames N for shorter ones)") from None
         raise
     h, w = clips[0].target.shape[-2:]
-    print(f"{len(clips)} clips of {frames} frames at {w}x{h} from {root}")
+    print(f"{len(clips)} clips of {frames} frames at {w}x{h} from {root}, references at frames "
+          f"{clips[0].reference_indices}")
     outputs: dict = {}
     with tqdm(total=len(clips), desc="evaluating", unit="clip", dynamic_ncols=True) as bar:
 
@@ -146,9 +180,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
         seams = window_seams(settings.window, settings.overlap, settings.strategy) if settings else None
         report = evaluate(clips, methods, progress=progress, outputs=outputs, seams=seams)
+    if perturbations:
+        report["perturbations"] = _sweep(report, clips, methods, perturbations, args.seed)
     report["config"] = {
         "data": str(root), "checkpoint": args.checkpoint, "frames": frames, "size": args.size,
         "pairs_per_scene": args.pairs_per_scene, "max_clips": args.max_clips, "seed": args.seed,
+        "keyframes": args.keyframes, "reference_perturb": list(args.reference_perturb or []),
         **({"steps": settings.num_steps, "window": settings.window, "overlap": settings.overlap,
             "strategy": settings.strategy, "min_guidance": settings.min_guidance,
             "max_guidance": settings.max_guidance, "detail_sigma": settings.detail_sigma,
@@ -156,7 +193,8 @@ def run_eval(args: argparse.Namespace) -> int:
     }
     path = write_report(report, clips, outputs, out, overwrite=args.force)
     print(format_table(report))
-    print(f"(psnr/ssim means leave out frame 0, the reference; {report['notes']['temporal_lpips']})")
+    print(f"(psnr/ssim means leave out the reference frames {clips[0].reference_indices}; "
+          f"{report['notes']['temporal_lpips']})")
     print(f"wrote {path} and figures in {out} in {time.perf_counter() - start:.1f}s")
     return 0
 
@@ -166,9 +204,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="score a model and simple baselines on a paired test set (PSNR, SSIM, temporal error; JSON + plots)",
         description="Relight held-out clips of a paired dataset (ROOT/<map>/<scene>/<light>/<frame>.png) from their "
-        "ground-truth first frame and compare with the ground truth, next to simple baselines (input unchanged, "
-        "reference repeated, global colour transfer, ratio propagation). Writes report.json, summary.md and PNG "
-        "plots. Without -c only the baselines are scored.",
+        "ground-truth first frame (or --keyframes N frames) and compare with the ground truth, next to simple "
+        "baselines (input unchanged, reference repeated, global colour transfer, ratio propagation). Writes "
+        "report.json, summary.md and PNG plots, including PSNR against the distance to the nearest reference and, "
+        "with --reference-perturb, PSNR against reference perturbation levels. Without -c only the baselines are "
+        "scored.",
     )
     add_eval_arguments(parser)
     parser.set_defaults(func=run_eval)

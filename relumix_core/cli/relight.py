@@ -1,4 +1,5 @@
-"""``relumix relight``: relight a video file from one relit frame, with progress, at bounded memory.
+"""``relumix relight``: relight a video file from one relit frame (or several keyframes), with progress, at bounded
+memory.
 
 torch is imported only when the command runs, so ``relumix --help`` stays instant. The output is checked before any
 work starts and written atomically at the end, so an interrupted or failed run leaves no file behind.
@@ -44,11 +45,14 @@ def _size(text: str) -> int | tuple[int, int] | str | None:
 
 def add_relight_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="input video: .mp4/.webm/.mov/.gif, a folder of images or a pattern (%%05d.png)")
-    parser.add_argument("--reference", "-r", required=True, help="the relit frame (any image)")
+    parser.add_argument("--reference", "-r", required=True, action="append",
+                        help="the relit frame (any image); repeat it, each with its --reference-index, for several "
+                             "keyframes")
     parser.add_argument("-o", "--out", required=True,
                         help="output: .mp4, .webm, .gif, a folder ending in '/' or a pattern like out/%%05d.png")
-    parser.add_argument("--reference-index", "-k", type=int, default=0,
-                        help="which input frame the reference is a relit version of (default 0)")
+    parser.add_argument("--reference-index", "-k", type=int, action="append", default=None,
+                        help="which input frame the reference is a relit version of (default 0); repeatable, paired "
+                             "with the --reference options in order")
     add_model_arguments(parser)
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
 
@@ -156,6 +160,32 @@ def memory_settings(pipe: Any, shape: tuple[int, ...], settings: Any, args: argp
     return chosen
 
 
+def keyframe_args(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(reference file, frame) pairs of the repeated --reference / --reference-index options, in the given order:
+    one --reference alone means frame 0; otherwise the counts must match."""
+    references: list[str] = args.reference
+    indices: list[int] | None = args.reference_index
+    if indices is None and len(references) == 1:
+        indices = [0]
+    if indices is None or len(indices) != len(references):
+        given = len(indices or [])
+        raise ReLumixError(f"{len(references)} --reference but {given} --reference-index; give one --reference-index "
+                           "per --reference (they are paired in order)")
+    return list(zip(references, indices, strict=True))
+
+
+def check_keyframe_frames(pairs: list[tuple[str, int]], video: str, num_frames: int) -> None:
+    """Every --reference-index inside the clip and none twice, before the model loads."""
+    seen: set[int] = set()
+    for _, k in pairs:
+        if not 0 <= k < num_frames:
+            raise ReLumixError(f"--reference-index {k} is outside {video}, which has {num_frames} frames "
+                               f"(use 0..{num_frames - 1})")
+        if k in seen:
+            raise ReLumixError(f"--reference-index {k} is given twice; give each keyframe once")
+        seen.add(k)
+
+
 def run_relight(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -163,26 +193,29 @@ def run_relight(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     checkpoint = require_checkpoint(args)
+    pairs = keyframe_args(args)
     check_output(args.out, overwrite=args.force)  # fail now, not after the work
     check_checkpoint_exists(checkpoint)
     frames, fps = read_video(args.video)
-    reference = read_image(args.reference)
+    references = [read_image(path) for path, _ in pairs]
     settings = settings_from_args(args)  # bad options fail before the model loads
-    if not 0 <= args.reference_index < frames.shape[0]:
-        raise ReLumixError(f"--reference-index {args.reference_index} is outside {args.video}, which has "
-                           f"{frames.shape[0]} frames (use 0..{frames.shape[0] - 1})")
+    check_keyframe_frames(pairs, args.video, frames.shape[0])
     device, precision = device_and_precision(args.device, args.dtype, args.fp8_compute)
     pipe = load_pipeline(checkpoint, args, device, precision)
     settings = memory_settings(pipe, frames.shape, settings, args)
-    print(f"relighting {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} from {args.reference} "
-          f"(reference = frame {args.reference_index}) on {device}, {precision.name}")
+    print(f"relighting {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]} from "
+          + ", ".join(f"{path} (reference = frame {k})" for path, k in pairs) + f" on {device}, {precision.name}")
+    if len(pairs) == 1:
+        reference, index = references[0], pairs[0][1]
+    else:
+        reference, index = references, [k for _, k in pairs]
     with tqdm(desc="relighting", unit="step", dynamic_ncols=True) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        relit = pipe.relight(frames, reference, args.reference_index, settings, seed=args.seed, progress=progress,
+        relit = pipe.relight(frames, reference, index, settings, seed=args.seed, progress=progress,
                              output_type="np")
     written = write_video(args.out, relit, args.fps or fps, overwrite=args.force)
     print(f"wrote {written} ({relit.shape[0]} frames, {relit.shape[2]}x{relit.shape[1]}) "
@@ -193,9 +226,11 @@ def run_relight(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "relight",
-        help="relight a video from one relit frame",
+        help="relight a video from one relit frame (or several keyframes)",
         description="Relight VIDEO so that it carries the light of --reference, the relit version of frame "
-        "--reference-index. Long videos are processed in windows at bounded memory.",
+        "--reference-index. Several keyframes: repeat --reference and --reference-index (paired in order); each "
+        "keyframe's light propagates both ways and neighbouring keyframes are cross-faded where they meet. Long "
+        "videos are processed in windows at bounded memory.",
     )
     add_relight_arguments(parser)
     parser.set_defaults(func=run_relight)

@@ -9,13 +9,16 @@ unchanged (``ratio_propagation``: right at frame k, wrong wherever things move).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..errors import ReLumixError
+from .keyframes import check_keyframes, keyframe_segments
 
 Baseline = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+#: ``(source [T,3,H,W], references [N,3,H,W], reference_indices) -> [T,3,H,W]``: a baseline given N keyframes.
+KeyframeBaseline = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
 
 #: Offset added before dividing in :func:`ratio_propagation`, so black source pixels still get some light.
 RATIO_EPS = 0.01
@@ -103,6 +106,29 @@ def ratio_propagation(source: torch.Tensor, reference: torch.Tensor, reference_i
     return ((src + RATIO_EPS) * ratio - RATIO_EPS).clamp(0.0, 1.0).float()
 
 
+def nearest_keyframe_baseline(fn: Baseline) -> KeyframeBaseline:
+    """A single-reference baseline made multi-reference: each frame takes ``fn``'s result from its nearest keyframe
+    (a tie goes to the earlier one).
+
+    ``fn`` runs once per keyframe on the frames that keyframe owns (a contiguous run around it), which is exact for
+    per-frame baselines like the ones here (a frame's output depends only on that frame, ``source[k]`` and the
+    reference) and keeps the cost at one pass over the clip.
+    """
+
+    def run(source: torch.Tensor, references: torch.Tensor, reference_indices: Sequence[int]) -> torch.Tensor:
+        keys = check_keyframes(int(source.shape[0]), reference_indices)
+        if references.dim() != 4 or references.shape[0] != len(keys):
+            raise ReLumixError(f"references {tuple(references.shape)} must be [N,3,H,W] with one image per "
+                               f"keyframe ({len(keys)})")
+        parts = [fn(source[a:b], references[j], keys[j] - a)
+                 for j, (a, b) in enumerate(keyframe_segments(int(source.shape[0]), keys))]
+        return torch.cat(parts)
+
+    run.__name__ = f"nearest_keyframe_{getattr(fn, '__name__', 'baseline')}"
+    run.__doc__ = fn.__doc__
+    return run
+
+
 #: The baselines in report order, from the trivial to the strongest usual one.
 BASELINES: dict[str, Baseline] = {
     "input_unchanged": input_unchanged,
@@ -114,9 +140,11 @@ BASELINES: dict[str, Baseline] = {
 __all__ = [
     "BASELINES",
     "Baseline",
+    "KeyframeBaseline",
     "colour_transfer",
     "input_unchanged",
     "lab_to_rgb",
+    "nearest_keyframe_baseline",
     "ratio_propagation",
     "reference_repeated",
     "rgb_to_lab",

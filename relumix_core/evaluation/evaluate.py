@@ -1,43 +1,45 @@
 """Evaluate relighting methods on paired test clips: load clips, score every method, write the report.
 
 A test clip is one ordered light pair of a scene from the training layout (``ROOT/<map>/<scene>/<light>/``): the
-source-light clip is relit to the target light given the target's frame ``k`` (the reference, here always frame 0),
-and the target clip is the ground truth. The baselines of :mod:`.baselines` always run, so the model's numbers
-come with the floor every learned method must clear.
+source-light clip is relit to the target light given some of the target's frames (the references or keyframes:
+frame 0 alone by default, or N evenly spaced ones), and the target clip is the ground truth. The baselines of
+:mod:`.baselines` always run, so the model's numbers come with the floor every learned method must clear.
+
+Besides the means, every report groups the frames by their distance to the nearest reference (``by_distance``), and
+:func:`perturbation_sweep` scores every method again with degraded references (:mod:`.perturb`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..atomic import write_text
-from ..data.dataset import SceneIndex, index_scenes, parse_size
 from ..errors import ReLumixError
 from ..pipeline.progress import ProgressFn
-from .baselines import BASELINES
-from .metrics import METRICS, clip_metrics, lpips_status, temporal_lpips, temporal_ssim
-from .plots import plot_curves, save_png, strip
+from .baselines import BASELINES, nearest_keyframe_baseline
+from .clips import EvalClip, Method
+from .keyframes import keyframe_distances
+from .metrics import METRICS, clip_metrics, lpips_status, mae_per_frame, temporal_lpips, temporal_ssim
+from .perturb import UNITS, clip_seed, perturb_references
 
-#: Files a report consists of (plus ``strip_<clip>.png``); an existing one makes :func:`write_report` refuse.
-REPORT_FILES = ("report.json", "summary.md", "psnr_per_frame.png")
-STRIP_PATTERN = "strip_*.png"
-#: Clips that get a strip figure, and the most frames a strip shows.
+#: Metrics of the ``by_distance`` table and of the ``perturbations`` table.
+DISTANCE_METRICS = ("psnr", "ssim", "mae")
+PERTURB_METRICS = ("psnr", "ssim", "temporal_error")
+#: Clips whose outputs are kept for the report's strip figures.
 STRIP_CLIPS = 4
-STRIP_FRAMES = 6
 MODEL_METHOD = "relumix"
-FRAME0_NOTE = (
-    "frame 0 is the reference itself (the relit frame every method is given), so the psnr/ssim means leave it out; "
-    "the per-frame arrays keep it"
+KEYFRAME_NOTE = (
+    "the keyframe frames (frame 0 alone unless --keyframes; each clip's reference_indices) are the references "
+    "themselves (the relit frames every method is given), so the psnr/ssim means leave them out; the per-frame "
+    "arrays keep them"
+)
+DISTANCE_NOTE = (
+    "by_distance pools every frame of every clip by its distance in frames to the nearest reference (0 = a "
+    "reference itself); frames gives how many frames each mean is over"
 )
 TEMPORAL_NOTE = (
     "temporal_error is the RMSE between the output's and the ground truth's frame-to-frame changes (flicker); "
@@ -46,105 +48,19 @@ TEMPORAL_NOTE = (
     "(reference_repeated) scores a perfect 1"
 )
 
-Method = Callable[["EvalClip"], torch.Tensor]
 
-
-@dataclass
-class EvalClip:
-    """One test pair: relight ``source`` so that it matches ``target``, given ``reference = target[k]``."""
-
-    name: str
-    source: torch.Tensor  # [T,3,H,W] in [0,1], the source light
-    target: torch.Tensor  # [T,3,H,W] in [0,1], the ground truth under the target light
-    reference: torch.Tensor  # [3,H,W] = target[reference_index]
-    reference_index: int = 0
-    scene: str = ""
-    source_light: str = ""
-    target_light: str = ""
-
-
-# -------------------------------------------------------------------------------------------------- loading
-
-
-def _safe_name(text: str) -> str:
-    """A clip name usable in file names (``strip_<name>.png``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "clip"
-
-
-def _pairs_for_scene(scene: SceneIndex, root: Path, pairs: int, seed: int) -> list[int]:
-    """Pair indices of one scene, drawn by ``seed`` and the scene's own path, so adding scenes changes no choice."""
-    rel = scene.path.relative_to(root).as_posix()
-    rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(rel.encode())]))
-    return [int(k) for k in rng.choice(scene.num_pairs, size=min(pairs, scene.num_pairs), replace=False)]
-
-
-def _load_frames(paths: Sequence[Path], size: tuple[int, int] | None) -> torch.Tensor:
-    from PIL import Image
-
-    frames = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise ReLumixError(f"cannot read image {path}: {exc}") from None
-        if size is not None and im.size != (size[1], size[0]):
-            im = im.resize((size[1], size[0]), Image.BICUBIC)
-        frames.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()))
-        if frames[-1].shape != frames[0].shape:
-            raise ReLumixError(f"image {path} is {im.width}x{im.height}, unlike the first frame {paths[0]}")
-    return torch.stack(frames).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def load_test_clips(
-    root: str | Path,
-    num_frames: int,
-    size: int | tuple[int, int] | None = None,
-    pairs_per_scene: int = 2,
-    max_clips: int | None = None,
-    seed: int = 0,
-) -> list[EvalClip]:
-    """Test clips from a paired-video folder: up to ``pairs_per_scene`` ordered (source, target) light pairs per
-    scene, drawn deterministically by ``seed``; the first ``num_frames`` frames (no stride, no reversal); the
-    reference is target frame 0.
-
-    Clips come round-robin over scenes (every scene's first pair, then every scene's second pair, ...), so
-    ``max_clips`` keeps as many scenes as possible. ``size`` (int or (H, W), multiples of 8) resizes frames with
-    bicubic filtering. All frames are held in memory as float32: bound large sets with ``max_clips``.
-    """
-    if num_frames < 1:
-        raise ReLumixError(f"num_frames must be at least 1, got {num_frames}")
-    if pairs_per_scene < 1:
-        raise ReLumixError(f"pairs_per_scene must be at least 1, got {pairs_per_scene}")
-    if max_clips is not None and max_clips < 1:
-        raise ReLumixError(f"max_clips must be at least 1, got {max_clips}")
-    root = Path(root).expanduser()
-    hw = parse_size(size)
-    scenes = index_scenes(root, num_frames)
-    chosen = [_pairs_for_scene(s, root, pairs_per_scene, seed) for s in scenes]
-    order = [(s, ks[r]) for r in range(pairs_per_scene) for s, ks in zip(scenes, chosen, strict=True) if r < len(ks)]
-    clips = []
-    for scene, k in order[:max_clips]:
-        src, tgt = scene.pair(k)
-        source = _load_frames(scene.frames[src][:num_frames], hw)
-        target = _load_frames(scene.frames[tgt][:num_frames], hw)
-        if source.shape != target.shape:
-            raise ReLumixError(f"lights {scene.lights[src]} and {scene.lights[tgt]} of {scene.path} have different "
-                               "image sizes; pass size to resize them")
-        rel = scene.path.relative_to(root).as_posix()
-        name = _safe_name(f"{rel}_{scene.lights[src]}_to_{scene.lights[tgt]}")
-        clips.append(EvalClip(name, source, target, target[0].clone(), 0, rel, scene.lights[src], scene.lights[tgt]))
-    return clips
 
 
 # -------------------------------------------------------------------------------------------------- methods
 
 
 def baseline_methods() -> dict[str, Method]:
-    """Every baseline of :data:`~.baselines.BASELINES` as a method on an :class:`EvalClip`."""
+    """Every baseline of :data:`~.baselines.BASELINES` as a method on an :class:`EvalClip`; with several
+    references each frame takes the baseline's result from its nearest keyframe."""
 
     def wrap(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> Method:
-        return lambda clip: fn(clip.source, clip.reference, clip.reference_index)
+        multi = nearest_keyframe_baseline(fn)
+        return lambda clip: multi(clip.source, clip.references, clip.reference_indices)
 
     return {name: wrap(fn) for name, fn in BASELINES.items()}
 
@@ -170,13 +86,18 @@ def first_stage_oracle(model: Any, chunk_size: int) -> Method:
 def relumix_method(pipeline: Any, settings: Any, seed: int | None = 0,
                    progress: ProgressFn | None = None) -> Method:
     """The model as a method: ``pipeline.relight`` at the clip's own size (sides rounded to multiples of 8 for the
-    VAE and back), the same ``seed`` for every clip so each clip's result is reproducible on its own."""
+    VAE and back), the same ``seed`` for every clip so each clip's result is reproducible on its own. A clip with
+    one reference passes one image and an int; with several, the batch ``[N,H,W,3]`` and the list of indices."""
 
     def run(clip: EvalClip) -> torch.Tensor:
         h, w = clip.source.shape[-2:]
         size = None if h % 8 == 0 and w % 8 == 0 else (max(8, round(h / 8) * 8), max(8, round(w / 8) * 8))
+        if len(clip.reference_indices) == 1:
+            reference, index = clip.reference.permute(1, 2, 0), clip.reference_index
+        else:
+            reference, index = clip.references.permute(0, 2, 3, 1), list(clip.reference_indices)
         out = pipeline.relight(
-            clip.source.permute(0, 2, 3, 1), clip.reference.permute(1, 2, 0), reference_index=clip.reference_index,
+            clip.source.permute(0, 2, 3, 1), reference, reference_index=index,
             settings=replace(settings, size=size, fit="resize"), seed=seed, progress=progress, output_type="pt",
         )
         return out.permute(0, 3, 1, 2).float()
@@ -185,13 +106,14 @@ def relumix_method(pipeline: Any, settings: Any, seed: int | None = 0,
 
 
 def window_seams(window: int, overlap: int, strategy: str) -> Callable[[EvalClip], list[int]]:
-    """The seam steps of a clip under these window options, as the pipeline splits and windows it."""
-    from ..pipeline.conditioning import split_directions
+    """The seam steps of a clip under these window options, as the pipeline splits it into runs (one per keyframe
+    and direction) and windows each run. The cross-fade where two keyframes' runs meet is not a window seam."""
+    from ..pipeline.conditioning import split_keyframe_runs
     from ..pipeline.windows import seam_transitions
 
     def seams(clip: EvalClip) -> list[int]:
-        directions = split_directions(int(clip.source.shape[0]), clip.reference_index)
-        return seam_transitions(directions, window, overlap, strategy)  # type: ignore[arg-type]
+        runs = split_keyframe_runs(int(clip.source.shape[0]), clip.reference_indices, overlap)
+        return seam_transitions([list(r.indices) for r in runs], window, overlap, strategy)  # type: ignore[arg-type]
 
     return seams
 
@@ -202,6 +124,35 @@ def window_seams(window: int, overlap: int, strategy: str) -> Callable[[EvalClip
 def _mean(values: list[float | None]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else None
+
+
+def _score(name: str, pred: Any, clip: EvalClip, use_lpips: bool) -> dict:
+    """One method's metrics on one clip (keyframes left out of the psnr/ssim means), plus per-frame MAE."""
+    if not isinstance(pred, torch.Tensor) or tuple(pred.shape) != tuple(clip.target.shape):
+        shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
+        raise ReLumixError(f"method {name} returned {shape} for clip {clip.name}; expected "
+                           f"{tuple(clip.target.shape)}")
+    scores = clip_metrics(pred, clip.target, use_lpips=use_lpips, skip=clip.reference_indices)
+    scores["per_frame"]["mae"] = mae_per_frame(pred, clip.target).tolist()
+    return scores
+
+
+def distance_table(per_clip: Sequence[dict], methods: Sequence[str]) -> dict:
+    """The ``by_distance`` table from the report's clip entries: every frame of every clip pooled by its distance
+    to the nearest reference; per method the mean of each of :data:`DISTANCE_METRICS`, and the frame counts."""
+    distances = [keyframe_distances(c["num_frames"], c["reference_indices"]) for c in per_clip]
+    top = max(max(d) for d in distances)
+    frames = [sum(d.count(k) for d in distances) for k in range(top + 1)]
+    table: dict[str, dict[str, list[float | None]]] = {}
+    for name in methods:
+        table[name] = {}
+        for metric in DISTANCE_METRICS:
+            pooled: list[list[float | None]] = [[] for _ in range(top + 1)]
+            for clip, dist in zip(per_clip, distances, strict=True):
+                for value, k in zip(clip["methods"][name]["per_frame"][metric], dist, strict=True):
+                    pooled[k].append(value)
+            table[name][metric] = [_mean(values) for values in pooled]
+    return {"distance": list(range(top + 1)), "frames": frames, "methods": table}
 
 
 def evaluate(
@@ -217,11 +168,13 @@ def evaluate(
     """Score every method on every clip; returns the JSON-ready report.
 
     The baselines run first (unless ``include_baselines`` is False), then ``methods`` (e.g. ``{"relumix": ...}``).
-    Method means are means of the per-clip means (every clip weighs the same). Pass a dict as ``outputs`` to get
-    the outputs of the first ``keep_outputs`` clips (``outputs[clip][method]``) for :func:`write_report`'s strips;
-    other outputs are dropped at once, so memory stays at one clip. ``progress(done, total)`` counts clips.
-    ``seams(clip)`` gives the frame steps (t -> t+1) at window seams (see :func:`window_seams`); every method then
-    also gets ``seam_temporal_error``, its temporal error on those steps alone.
+    Method means are means of the per-clip means (every clip weighs the same); psnr/ssim means leave out each
+    clip's keyframes (its references). ``by_distance`` pools frames by their distance to the nearest reference
+    (:func:`distance_table`). Pass a dict as ``outputs`` to get the outputs of the first ``keep_outputs`` clips
+    (``outputs[clip][method]``) for :func:`write_report`'s strips; other outputs are dropped at once, so memory
+    stays at one clip. ``progress(done, total)`` counts clips. ``seams(clip)`` gives the frame steps (t -> t+1) at
+    window seams (see :func:`window_seams`); every method then also gets ``seam_temporal_error``, its temporal
+    error on those steps alone.
     """
     if not clips:
         raise ReLumixError("no clips to evaluate")
@@ -235,6 +188,7 @@ def evaluate(
         entry: dict[str, Any] = {
             "name": clip.name, "scene": clip.scene, "source_light": clip.source_light,
             "target_light": clip.target_light, "reference_index": clip.reference_index,
+            "reference_indices": list(clip.reference_indices),
             "num_frames": int(clip.target.shape[0]), "size": [int(v) for v in clip.target.shape[-2:]],
             "ground_truth": {
                 "temporal_ssim": _mean(temporal_ssim(clip.target).tolist()),
@@ -244,11 +198,7 @@ def evaluate(
         }
         for name, method in every.items():
             pred = method(clip)
-            if not isinstance(pred, torch.Tensor) or tuple(pred.shape) != tuple(clip.target.shape):
-                shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
-                raise ReLumixError(f"method {name} returned {shape} for clip {clip.name}; expected "
-                                   f"{tuple(clip.target.shape)}")
-            scores = clip_metrics(pred, clip.target, skip_first=True, use_lpips=use_lpips)
+            scores = _score(name, pred, clip, use_lpips)
             if seams is not None:
                 steps = seams(clip)
                 errors = scores["per_frame"]["temporal_error"]
@@ -276,158 +226,64 @@ def evaluate(
         "num_frames": length,
         "clips": per_clip,
         "per_frame_psnr": per_frame_psnr,
+        "by_distance": distance_table(per_clip, list(every)),
+        "perturbations": {},
         "notes": {
-            "frame_0": FRAME0_NOTE,
+            "keyframes": KEYFRAME_NOTE,
+            "by_distance": DISTANCE_NOTE,
             "temporal": TEMPORAL_NOTE,
             "temporal_lpips": lpips_why if use_lpips else f"temporal LPIPS skipped: {lpips_why}",
         },
     }
 
 
-# -------------------------------------------------------------------------------------------------- reporting
-
-COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("temporal_error", "temporal error ↓", 4),
-           ("seam_temporal_error", "seam error ↓", 4), ("temporal_ssim", "temporal SSIM", 4),
-           ("temporal_lpips", "temporal LPIPS ↓", 4))
-
-
-def _cell(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+def perturbed_clip(clip: EvalClip, kind: str, level: float, seed: int = 0) -> EvalClip:
+    """``clip`` with its references perturbed (:mod:`.perturb`; noise seeded by ``seed`` and the clip's name); the
+    ground truth stays clean."""
+    refs = perturb_references(clip.references, kind, level, clip_seed(seed, clip.name))
+    return replace(clip, references=refs)
 
 
-def summary_rows(report: dict) -> list[list[str]]:
-    """Header plus one row per method (and the ground truth's own temporal values): shared by the console table
-    and ``summary.md``."""
-    columns = [c for c in COLUMNS if any(c[0] in values for values in report["methods"].values())]
-    rows = [["method", *(title for _, title, _ in columns)]]
-    for name, values in report["methods"].items():
-        rows.append([name, *(_cell(values.get(key), d) for key, _, d in columns)])
-    gt = report.get("ground_truth", {})
-    rows.append(["(ground truth)", *(_cell(gt.get(key), d) for key, _, d in columns)])
-    return rows
-
-
-def format_table(report: dict) -> str:
-    """The summary rows as an aligned plain-text table for the terminal."""
-    rows = summary_rows(report)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _summary_md(report: dict) -> str:
-    rows = summary_rows(report)
-    lines = ["# ReLumix evaluation", "",
-             f"{report['num_clips']} clips of {report['num_frames']} frames.", ""]
-    config = report.get("config")
-    if config:
-        lines += ["Settings: " + ", ".join(f"{k}={v}" for k, v in config.items()), ""]
-    lines.append("| " + " | ".join(rows[0]) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(rows[0]) - 1)) + "|")
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    lines += ["", "Notes:", ""] + [f"- {text}" for text in report.get("notes", {}).values()]
-    return "\n".join(lines) + "\n"
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf become None, so report.json is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def existing_report_files(out_dir: Path) -> list[Path]:
-    """Report files already in ``out_dir`` (what writing a report there would replace)."""
-    if not out_dir.is_dir():
-        return []
-    return [out_dir / n for n in REPORT_FILES if (out_dir / n).exists()] + sorted(out_dir.glob(STRIP_PATTERN))
-
-
-def check_report_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Fail early, before any work, if the report cannot or must not be written to ``out_dir``."""
-    out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ReLumixError(f"report folder {out} is a file; choose a folder")
-    ancestor = out
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ReLumixError(f"cannot create report folder {out}: {ancestor} is a file")
-    found = existing_report_files(out)
-    if found and not overwrite:
-        names = ", ".join(p.name for p in found[:4]) + (" ..." if len(found) > 4 else "")
-        raise ReLumixError(f"{out} already holds an evaluation report ({names}); choose another folder or pass "
-                           "--force (overwrite=True) to replace it")
-    return out
-
-
-def _strip_frames(num_frames: int) -> list[int]:
-    count = min(STRIP_FRAMES, num_frames)
-    return sorted({round(i * (num_frames - 1) / max(1, count - 1)) for i in range(count)})
-
-
-def _best_baseline(report: dict) -> str | None:
-    scored = [(v["psnr"], n) for n, v in report["methods"].items() if n in BASELINES and v["psnr"] is not None]
-    return max(scored)[1] if scored else None
-
-
-def write_report(
+def perturbation_sweep(
     report: dict,
     clips: Sequence[EvalClip],
-    outputs: dict[str, dict[str, torch.Tensor]],
-    out_dir: str | Path,
-    overwrite: bool = False,
-    strip_clips: int = STRIP_CLIPS,
-) -> Path:
-    """Write ``report.json``, ``psnr_per_frame.png``, ``strip_<clip>.png`` (first ``strip_clips`` clips with
-    outputs: input, reference, relumix output if any, the best baseline by PSNR, ground truth) and
-    ``summary.md`` into ``out_dir``. Every file is written atomically; existing report files are refused unless
-    ``overwrite``, and then stale strips of an earlier run are removed. Returns the path of ``report.json``."""
-    out = check_report_dir(out_dir, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    series = {n: [math.nan if v is None else v for v in values] for n, values in report["per_frame_psnr"].items()}
-    for values in series.values():
-        if len(values) > 1:
-            values[0] = math.nan  # the reference frame: ~100 dB for some baselines would flatten the chart
-    chart = plot_curves(series, f"PSNR per frame, mean over {report['num_clips']} clips (frame 0 = reference, left "
-                        "out)", "frame", "PSNR (dB)")
-    save_png(chart, out / "psnr_per_frame.png")
-    best = _best_baseline(report)
-    written = set()
-    for clip in [c for c in clips if c.name in outputs][:strip_clips]:
-        rows: dict[str, torch.Tensor] = {"input": clip.source, "reference": clip.reference}
-        if MODEL_METHOD in outputs[clip.name]:
-            rows[MODEL_METHOD] = outputs[clip.name][MODEL_METHOD]
-        if best is not None and best in outputs[clip.name]:
-            rows[f"{best} (best baseline)"] = outputs[clip.name][best]
-        rows["ground truth"] = clip.target
-        scale = max(1, 128 // max(clip.target.shape[-2:]))
-        path = out / f"strip_{clip.name}.png"
-        save_png(strip(rows, _strip_frames(clip.target.shape[0]), scale), path)
-        written.add(path)
-    for stale in out.glob(STRIP_PATTERN):
-        if stale not in written:
-            stale.unlink()
-    write_text(out / "summary.md", _summary_md(report))
-    return write_text(out / "report.json", json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n")
+    methods: dict[str, Method] | None,
+    perturbations: dict[str, list[float]],
+    seed: int = 0,
+    include_baselines: bool = True,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """The ``perturbations`` table: for each kind and level, every method scored again (:func:`evaluate`, no LPIPS)
+    on ``clips`` with perturbed references. Level 0 (first in each list, as :func:`~.perturb.parse_perturb_spec`
+    gives) is the clean run and is taken from ``report``, the clean report of the same clips and methods.
+    ``progress(done, total)`` counts clip evaluations over every perturbed level."""
+    names = [*(BASELINES if include_baselines else ()), *(methods or {})]
+    missing = [n for n in names if n not in report["methods"]]
+    if missing:
+        raise ReLumixError(f"the clean report has no scores for {', '.join(missing)}; evaluate them first")
+    total = sum(len(levels) - 1 for levels in perturbations.values()) * len(clips)
+    table: dict[str, dict] = {}
+    done = 0
+    for kind, levels in perturbations.items():
+        if not levels or levels[0] != 0:
+            raise ReLumixError(f"perturbation {kind}: the levels must start with 0 (the clean run), got {levels}")
+        rows = {n: {m: [report["methods"][n][m]] for m in PERTURB_METRICS} for n in names}
+        for level in levels[1:]:
+            start = done
+
+            def tick(d: int, _t: int, start: int = start) -> None:
+                if progress is not None:
+                    progress(start + d, total)
+
+            result = evaluate([perturbed_clip(c, kind, level, seed) for c in clips], methods, progress=tick,
+                              include_baselines=include_baselines, use_lpips=False)
+            done += len(clips)
+            for n in names:
+                for m in PERTURB_METRICS:
+                    rows[n][m].append(result["methods"][n][m])
+        table[kind] = {"levels": list(levels), "units": UNITS[kind], "methods": rows}
+    return table
 
 
-__all__ = [
-    "MODEL_METHOD",
-    "REPORT_FILES",
-    "EvalClip",
-    "baseline_methods",
-    "check_report_dir",
-    "evaluate",
-    "format_table",
-    "load_test_clips",
-    "relumix_method",
-    "summary_rows",
-    "write_report",
-]
+__all__ = ["MODEL_METHOD", "baseline_methods", "distance_table", "evaluate", "first_stage_oracle",
+           "perturbation_sweep", "perturbed_clip", "relumix_method", "window_seams"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -50,6 +51,13 @@ def psnr_per_frame(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     p, g = _check_pair(pred, gt)
     mse = (p - g).pow(2).flatten(1).mean(1).clamp_min(MSE_FLOOR)
     return -10.0 * torch.log10(mse)
+
+
+def mae_per_frame(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per frame (data range 1): unlike PSNR it stays linear in the error, so averages over
+    many frames are not dominated by the best ones."""
+    p, g = _check_pair(pred, gt)
+    return (p - g).abs().flatten(1).mean(1)
 
 
 def _gaussian(size: int, sigma: float) -> torch.Tensor:
@@ -179,13 +187,15 @@ def _mean(values: list[float]) -> float | None:
     return sum(finite) / len(finite) if finite else None
 
 
-def clip_metrics(pred: torch.Tensor, gt: torch.Tensor, skip_first: bool = True, use_lpips: bool | None = None) -> dict:
+def clip_metrics(pred: torch.Tensor, gt: torch.Tensor, skip_first: bool = True, use_lpips: bool | None = None,
+                 skip: Sequence[int] | None = None) -> dict:
     """Every metric of one clip: ``{"per_frame": {name: list}, "mean": {name: float | None}}``.
 
     The per-frame lists are complete (psnr/ssim have T values, the temporal ones T-1). With ``skip_first`` the
     psnr/ssim *means* leave out frame 0, which is the reference itself (the relit frame every method is given), so
-    it would only inflate the scores; a one-frame clip keeps it. ``temporal_lpips`` is None unless LPIPS can run
-    (``use_lpips=None``: whenever :func:`lpips_status` says so).
+    it would only inflate the scores; ``skip`` (the keyframes, when there are several references) names the frames
+    to leave out instead. A clip whose every frame is skipped keeps them all. ``temporal_lpips`` is None unless
+    LPIPS can run (``use_lpips=None``: whenever :func:`lpips_status` says so).
     """
     p, g = _check_pair(pred, gt)
     if use_lpips is None:
@@ -197,13 +207,14 @@ def clip_metrics(pred: torch.Tensor, gt: torch.Tensor, skip_first: bool = True, 
         "temporal_ssim": temporal_ssim(p).tolist(),
         "temporal_lpips": temporal_lpips(p).tolist() if use_lpips else None,
     }
-    first = 1 if skip_first and p.shape[0] > 1 else 0
+    left_out = set(skip) if skip is not None else ({0} if skip_first else set())
+    kept = [t for t in range(p.shape[0]) if t not in left_out] or list(range(p.shape[0]))
     mean = {}
     for name, values in per_frame.items():
         if values is None:
             mean[name] = None
         else:
-            mean[name] = _mean(values[first:] if name in ("psnr", "ssim") else values)
+            mean[name] = _mean([values[t] for t in kept] if name in ("psnr", "ssim") else values)
     return {"per_frame": per_frame, "mean": mean}
 
 
@@ -213,6 +224,7 @@ __all__ = [
     "METRICS",
     "clip_metrics",
     "lpips_status",
+    "mae_per_frame",
     "psnr_per_frame",
     "ssim_per_frame",
     "ssim_window_size",

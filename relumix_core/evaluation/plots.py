@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,8 @@ def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(low / step + 1e-9) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-6:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    count_needed = max(1, math.ceil((high - first) / step - 1e-6))  # the last tick reaches high: no curve leaves
+    return [round(first + i * step, 10) for i in range(count_needed + 1)]
 
 
 def _tick_label(value: float, ticks: list[float]) -> str:
@@ -67,10 +64,23 @@ def _y_range(series: dict[str, list[float]]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def plot_curves(series: dict[str, list[float]], title: str, xlabel: str, ylabel: str) -> Image.Image:
+def _x_ticks(length: int, x_labels: Sequence[str] | None) -> list[tuple[float, str]]:
+    """Tick positions and labels: round indices, or with ``x_labels`` one labelled tick per index (every few when
+    there are many)."""
+    if x_labels is not None:
+        every = max(1, math.ceil(len(x_labels) / 12))
+        return [(float(i), str(label)) for i, label in enumerate(x_labels) if i % every == 0]
+    last = max(1, length - 1)
+    ticks = nice_ticks(0, last, count=min(8, max(2, length)))
+    return [(t, str(int(t))) for t in ticks if float(t).is_integer() and t <= last] or [(0.0, "0")]
+
+
+def plot_curves(series: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
+                x_labels: Sequence[str] | None = None) -> Image.Image:
     """A line chart: x is the list index (0, 1, ...), one coloured line per series with a legend on the right.
 
     NaN or None values leave gaps (points alone get a dot), so a metric undefined at some frames still plots.
+    ``x_labels`` names the points (e.g. perturbation levels that are not evenly spaced): one tick per index.
     """
     width, height = PLOT_SIZE
     image = Image.new("RGB", (width, height), "white")
@@ -78,9 +88,8 @@ def plot_curves(series: dict[str, list[float]], title: str, xlabel: str, ylabel:
     font = _font()
     x0, y0, x1, y1 = _MARGIN_LEFT, _MARGIN_TOP, width - _MARGIN_RIGHT, height - _MARGIN_BOTTOM
     length = max((len(v) for v in series.values()), default=0)
-    x_ticks = nice_ticks(0, max(1, length - 1), count=min(8, max(2, length)))
-    x_ticks = [t for t in x_ticks if float(t).is_integer()] or [0.0]
-    x_max = max(1.0, float(length - 1), x_ticks[-1])
+    x_ticks = _x_ticks(length, x_labels)
+    x_max = max(1.0, float(length - 1), x_ticks[-1][0])
     y_ticks = nice_ticks(*_y_range(series))
     y_low, y_high = y_ticks[0], y_ticks[-1]
 
@@ -93,10 +102,9 @@ def plot_curves(series: dict[str, list[float]], title: str, xlabel: str, ylabel:
         label = _tick_label(t, y_ticks)
         tw, th = _text_size(draw, label, font)
         draw.text((x0 - 8 - tw, yy - th / 2 - 2), label, fill="black", font=font)
-    for t in x_ticks:
+    for t, label in x_ticks:
         xx, _ = px(t, y_low)
         draw.line([(xx, y1), (xx, y1 + 5)], fill="black")
-        label = str(int(t))
         tw, _ = _text_size(draw, label, font)
         draw.text((xx - tw / 2, y1 + 8), label, fill="black", font=font)
     draw.rectangle([x0, y0, x1, y1], outline="black")

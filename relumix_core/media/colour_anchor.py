@@ -45,14 +45,18 @@ class ColourMap:
 
 
 def _pixels(image: torch.Tensor, name: str) -> torch.Tensor:
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ReLumixError(f"colour anchor needs a [3,H,W] {name}, got {tuple(image.shape)}")
-    return image.detach().double().flatten(1).T  # [N, 3]
+    """[P, 3] pixels of one image [3,H,W] or of a stack [N,3,H,W] (image by image, each in raster order)."""
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ReLumixError(f"colour anchor needs a [3,H,W] {name} (or a stack [N,3,H,W]), got {tuple(image.shape)}")
+    return image.detach().double().transpose(0, 1).flatten(1).T  # [N*H*W, 3]
 
 
 def fit_colour_map(output_ref: torch.Tensor, reference: torch.Tensor, kind: ColourMapKind = DEFAULT_KIND) -> ColourMap:
     """The map that brings ``output_ref`` (the output at the reference frame, [3,H,W]) onto ``reference`` (same
-    shape), of the given ``kind``."""
+    shape), of the given ``kind``. With several keyframes both are stacks [N,3,H,W] of the output at each keyframe
+    and its reference: one map fitted on all their pixels together."""
     x, y = _pixels(output_ref, "output frame"), _pixels(reference, "reference")
     if x.shape != y.shape:
         raise ReLumixError(f"colour anchor needs frames of one size, got {tuple(output_ref.shape)} and "

@@ -5,7 +5,7 @@ replacement and embedding fusion), :mod:`.windows` (how a long clip is split), :
 guidance of one window), :mod:`.sampling` (the denoising loop) and :mod:`.pipeline` (the stages joined up).
 """
 
-from .conditioning import Direction, ReLumixConditioning, split_directions
+from .conditioning import Direction, KeyframeRun, ReLumixConditioning, split_directions, split_keyframe_runs
 from .pipeline import LATENT_CHANNELS, RelightResult, ReLumixPipeline
 from .progress import Interrupted
 from .settings import RelightSettings
@@ -14,9 +14,11 @@ __all__ = [
     "LATENT_CHANNELS",
     "Direction",
     "Interrupted",
+    "KeyframeRun",
     "ReLumixConditioning",
     "ReLumixPipeline",
     "RelightResult",
     "RelightSettings",
     "split_directions",
+    "split_keyframe_runs",
 ]

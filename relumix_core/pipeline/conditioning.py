@@ -11,7 +11,8 @@ This reproduces the official ``GeneralConditioner`` as ``DiffusionEngine.sample_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -21,6 +22,7 @@ from ..models.clip import embed_images
 from ..models.relumix import ReLumixModel
 from ..models.unet import sinusoidal_embedding
 from ..models.vae_tiling import Tiling, tiled_encode
+from .windows import rising_ramp
 
 ReferenceRange = Literal["official", "training"]
 REFERENCE_RANGES: tuple[str, ...] = ("official", "training")
@@ -216,16 +218,79 @@ def encode_conditioning(model: ReLumixModel, inputs: ConditioningInputs) -> tupl
     return assemble_conditioning(model, frames, reference, inputs.num_frames, inputs.fps_id, inputs.cond_aug)
 
 
+@dataclass(frozen=True)
+class KeyframeRun:
+    """One run of propagation from a keyframe: sequence position 0 is the keyframe, later positions move away from
+    it in time. ``weights`` is each position's share of its frame's latent when the runs are joined: 1 where the run
+    is the only one, a linear ramp where it overlaps the run coming from the neighbouring keyframe, 0 at a keyframe
+    that its forward run already gives (so every frame's weights sum to 1)."""
+
+    indices: tuple[int, ...]  # input frame index of each sequence position
+    keyframe: int  # rank of its keyframe among the sorted keyframes
+    weights: tuple[float, ...]
+
+
+def _gap_split(gap: int, overlap: int) -> tuple[int, int, int]:
+    """(frames the earlier keyframe's forward run takes, frames the later one's backward run takes, frames they
+    share) of the ``gap - 1`` frames strictly between two keyframes ``gap`` apart: the runs meet in the middle and
+    share ``overlap`` frames (at least 1, at most all of them)."""
+    between = gap - 1
+    shared = min(max(overlap, 1), between)
+    forward = (between + shared + 1) // 2
+    return forward, between + shared - forward, shared
+
+
+def _keyframe_pair(
+    num_frames: int, keys: list[int], rank: int, overlap: int
+) -> tuple[KeyframeRun, KeyframeRun]:
+    """The forward and backward runs of keyframe ``rank``, before runs of one frame are dropped."""
+    k = keys[rank]
+    if rank + 1 < len(keys):
+        ahead, _, shared_ahead = _gap_split(keys[rank + 1] - k, overlap)
+    else:
+        ahead, shared_ahead = num_frames - 1 - k, 0
+    if rank > 0:
+        _, behind, shared_behind = _gap_split(k - keys[rank - 1], overlap)
+    else:
+        behind, shared_behind = k, 0
+    fade_out = rising_ramp(shared_ahead)[::-1]  # towards the next keyframe, this run hands over
+    fade_back = rising_ramp(shared_behind)[::-1]  # and the same towards the previous one
+    forward = [1.0] * (ahead + 1 - shared_ahead) + fade_out
+    backward = [0.0 if ahead else 1.0] + [1.0] * (behind - shared_behind) + fade_back
+    return (
+        KeyframeRun(tuple(range(k, k + ahead + 1)), rank, tuple(forward)),
+        KeyframeRun(tuple(range(k, k - behind - 1, -1)), rank, tuple(backward)),
+    )
+
+
+def split_keyframe_runs(num_frames: int, indices: Sequence[int], overlap: int) -> list[KeyframeRun]:
+    """The runs that relight a clip of ``num_frames`` from keyframes at ``indices`` (distinct, inside the clip).
+
+    Every keyframe propagates both ways, as the model is trained (reference at frame 0, forward and time-reversed
+    clips): a backward run from the first keyframe to frame 0, a forward run from the last to the end, and between
+    keyframes a and b a forward run from a and a backward run from b that meet in the middle and share ``overlap``
+    frames (at least 1 when there is a frame between them), cross-faded with linear ramps. Runs come keyframe by
+    keyframe, forward before backward. A run of one frame is dropped, unless its keyframe has no other: a keyframe
+    with a keyframe or the clip's end on both sides is relit as a clip of one frame.
+    """
+    keys = sorted(indices)
+    if not keys or len(set(keys)) != len(keys) or keys[0] < 0 or keys[-1] >= num_frames:
+        raise ValueError(f"keyframes must be distinct frames of the clip of {num_frames}, got {list(indices)}")
+    runs: list[KeyframeRun] = []
+    for rank in range(len(keys)):
+        pair = [run for run in _keyframe_pair(num_frames, keys, rank, overlap) if len(run.indices) > 1]
+        runs.extend(pair or [KeyframeRun((keys[rank],), rank, (1.0,))])
+    return runs
+
+
 def split_directions(num_frames: int, reference_index: int) -> list[list[int]]:
     """Input frame indices of the forward (k, k+1, ...) and backward (k, k-1, ...) runs from reference ``k``.
 
     The model is trained with the reference at frame 0 and on time-reversed clips, so both runs start at ``k``.
-    A run of one frame (``k`` at either end of a longer clip) is left out.
+    A run of one frame (``k`` at either end of a longer clip) is left out. One keyframe of
+    :func:`split_keyframe_runs`.
     """
-    forward = list(range(reference_index, num_frames))
-    backward = list(range(reference_index, -1, -1))
-    runs = [run for run in (forward, backward) if len(run) > 1]
-    return runs or [forward]
+    return [list(run.indices) for run in split_keyframe_runs(num_frames, [reference_index], 0)]
 
 
 @dataclass
@@ -234,7 +299,16 @@ class Direction:
 
     indices: list[int]  # input frame index of each sequence position
     cond_noise: torch.Tensor  # [L, 3, h, w] cond_aug noise (kept for chain windows, which re-embed a relit frame)
-    embeddings: FrameEmbeddings  # of the frames with position 0 replaced by the reference
+    embeddings: FrameEmbeddings  # of the frames with position 0 replaced by its keyframe's reference
+    keyframe: int = 0  # rank of its keyframe among the conditioning's sorted keyframes
+    #: Each position's share of its frame's latent when directions are joined (:class:`KeyframeRun`); ``None``:
+    #: 1 everywhere.
+    weights: tuple[float, ...] | None = None
+
+    def blend_weights(self) -> torch.Tensor:
+        """[L] float64 join weights of the positions."""
+        weights = self.weights if self.weights is not None else (1.0,) * len(self.indices)
+        return torch.tensor(weights, dtype=torch.float64)
 
 
 @dataclass
@@ -242,24 +316,42 @@ class ReLumixConditioning:
     """Everything the sampler needs from the inputs (the ComfyUI RELUMIX_CONDITIONING)."""
 
     directions: list[Direction]
-    reference: ReferenceEmbeddings
+    reference: ReferenceEmbeddings  # of the first keyframe in time (the only one, with one reference)
     framing: Framing
     num_frames: int
-    reference_index: int
+    reference_index: int  # the first keyframe in time
     fps_id: float
     cond_aug: float
     reference_range: ReferenceRange
     model_token: int  # id of the model that made it: conditioning only fits the model whose encoders made it
     #: The input frames [T,3,H,W] in [0,1] over the region the output covers (a view, not a copy): the texture
-    #: source of the detail transfer.
+    #: source of the detail transfer (each keyframe's frame there is swapped for its reference).
     source: torch.Tensor
-    #: The conformed reference [3,H,W] in [0,1] over the same region: what the colour anchor fits the output's
-    #: reference frame to.
+    #: The conformed references [N,3,H,W] in [0,1] over the same region, one per keyframe in time order (N=1 for one
+    #: reference; a [3,H,W] given here is read as N=1): what the colour anchor fits the output's keyframes to and the
+    #: detail transfer takes their texture from.
     reference_image: torch.Tensor | None = None
+    #: Every keyframe, sorted; empty means just ``reference_index``.
+    reference_indices: tuple[int, ...] = ()
+    #: The reference embeddings of each keyframe, in the order of ``reference_indices``; empty means ``[reference]``.
+    references: list[ReferenceEmbeddings] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.reference_indices:
+            self.reference_indices = (self.reference_index,)
+        if not self.references:
+            self.references = [self.reference]
+        if self.reference_image is not None and self.reference_image.dim() == 3:
+            self.reference_image = self.reference_image[None]
+
+    def reference_of(self, direction: Direction) -> ReferenceEmbeddings:
+        """The reference embeddings ``direction`` propagates: its keyframe's."""
+        return self.references[direction.keyframe]
 
     def window_conditioning(
         self, model: ReLumixModel, embeddings: FrameEmbeddings, reference: ReferenceEmbeddings | None = None
     ) -> tuple[Conditioning, Conditioning]:
-        """(cond, uncond) of one window whose frames have ``embeddings``."""
+        """(cond, uncond) of one window whose frames have ``embeddings`` (with the first keyframe's reference
+        unless ``reference`` is given)."""
         ref = reference if reference is not None else self.reference
         return assemble_conditioning(model, embeddings, ref, embeddings.clip.shape[0], self.fps_id, self.cond_aug)

@@ -1,13 +1,15 @@
-"""The relighting pipeline: a video and one relit frame in, the relit video out.
+"""The relighting pipeline: a video and one relit frame (or several relit keyframes) in, the relit video out.
 
 Named components come from :class:`~relumix_core.models.relumix.ReLumixModel`; the work runs in two stages, which the
 ComfyUI nodes expose separately:
 
 1. :meth:`ReLumixPipeline.encode` (EmbeddingFuse): conform the inputs to the processing size, split the clip at the
    reference into a forward and a backward *direction* (each starts with the relit reference, as the model was
-   trained), and embed every frame and the reference once.
+   trained; with several keyframes, both directions of every keyframe, meeting between neighbours:
+   :func:`~relumix_core.pipeline.conditioning.split_keyframe_runs`), and embed every frame and reference once.
 2. :meth:`ReLumixPipeline.generate` (ReLumixSampler): guided EDM sampling of each direction in windows of the
-   trained length (:mod:`relumix_core.pipeline.windows`), then chunked decoding and the return to the input size.
+   trained length (:mod:`relumix_core.pipeline.windows`), the directions joined (cross-faded where keyframe runs
+   meet), then chunked decoding, the return to the input size and the optional colour anchor and detail transfer.
 
 A clip of at most ``window`` frames with the reference at frame 0 is exactly the authors' ``infer_relit.py``.
 """
@@ -23,7 +25,7 @@ import torch
 from ..errors import ReLumixError
 from ..media.colour_anchor import apply_colour_map, fit_colour_map
 from ..media.detail import transfer_detail
-from ..media.frames import as_frames, as_image, to_numpy_uint8, to_pil
+from ..media.frames import as_frames, to_numpy_uint8, to_pil
 from ..media.resolution import Framing, conform_reference, make_framing
 from ..models.relumix import ReLumixModel
 from ..models.vae import decode_latents
@@ -32,18 +34,20 @@ from .conditioning import (
     Conditioning,
     Direction,
     FrameEmbeddings,
+    ReferenceEmbeddings,
     ReLumixConditioning,
     embed_frames,
     embed_reference,
     reference_for_embedders,
-    split_directions,
+    split_keyframe_runs,
 )
 from .guidance import EvaluationHook, GuidedDenoiser, linear_guidance_scale
+from .keyframes import Keyframes, as_keyframes
 from .placement import Offload, Placement, Resident
 from .progress import Progress, ProgressFn, StopFn
 from .sampling import edm_sigmas, sample_windows
 from .settings import RelightSettings
-from .windows import blend_sequence, plan_windows
+from .windows import blend_sequence, plan_windows, weighted_join
 
 LATENT_CHANNELS = 4
 #: The components used once per clip (and per chain window) to embed frames and the reference.
@@ -60,6 +64,35 @@ def to_host(tensor: torch.Tensor) -> torch.Tensor:
     return torch.zeros(tensor.shape, dtype=tensor.dtype) if tensor.is_meta else tensor.cpu()
 
 
+def join_directions(conditioning: ReLumixConditioning, sampled: list[torch.Tensor]) -> torch.Tensor:
+    """The clip's latents [T,4,h,w] from each direction's [L,4,h,w]: the weighted mean of the directions covering
+    each frame (:class:`~relumix_core.pipeline.conditioning.KeyframeRun`: a keyframe's frame comes from its forward
+    run, keyframe runs that meet are cross-faded; frames only one direction covers are its latents bit for bit)."""
+    directions = conditioning.directions
+    return weighted_join([d.indices for d in directions], [d.blend_weights() for d in directions], sampled,
+                         conditioning.num_frames)
+
+
+def finish_frames(frames: torch.Tensor, conditioning: ReLumixConditioning, settings: RelightSettings) -> torch.Tensor:
+    """The decoded frames [T,3,H,W] at the output size through the colour anchor and the detail transfer that
+    ``settings`` ask for."""
+    keys = list(conditioning.reference_indices)
+    references = conditioning.reference_image
+    if settings.colour_anchor:
+        if references is None:
+            raise ReLumixError("colour_anchor needs a conditioning that keeps its reference image")
+        frames = apply_colour_map(frames, fit_colour_map(frames[keys], references))  # fitted on every keyframe
+    if settings.detail_sigma:
+        # the radius is set in processing pixels; the output is larger by the input / content ratio
+        framing = conditioning.framing
+        sigma = settings.detail_sigma * (framing.output_size[0] / framing.content_size[0])
+        relit = frames
+        frames = transfer_detail(relit, conditioning.source, sigma)
+        if references is not None:  # frame replacement: a keyframe's texture is its reference's, not the input's
+            frames[keys] = transfer_detail(relit[keys], references.to(relit), sigma)
+    return frames
+
+
 @dataclass
 class RelightResult:
     """The relit clip and what led to it."""
@@ -71,7 +104,7 @@ class RelightResult:
 
 
 class ReLumixPipeline:
-    """Relight a video from one relit frame.
+    """Relight a video from one relit frame, or from several relit keyframes.
 
     ``placement`` decides where the components live during each stage (:mod:`relumix_core.pipeline.placement`);
     by default the whole model stays on ``device``, or with ``offload`` each component visits it only during its
@@ -124,67 +157,72 @@ class ReLumixPipeline:
         return make_framing(height, width, size=settings.size, fit=settings.fit, multiple=self.model.size_multiple)
 
     def prepare_inputs(
-        self, video: torch.Tensor, reference: Any, reference_index: int, settings: RelightSettings
+        self, video: torch.Tensor, keyframes: Keyframes, settings: RelightSettings
     ) -> tuple[torch.Tensor, torch.Tensor, Framing, torch.Tensor]:
-        """Frames [T,3,h,w] and reference [3,h,w] in [0,1] at the processing size, the framing, and the reference
-        conformed to the input size (what the colour anchor matches), from frames already validated by
-        :func:`~relumix_core.media.frames.as_frames` and a reference in any accepted form."""
-        num_frames, _, height, width = video.shape
-        if not isinstance(reference_index, int) or not 0 <= reference_index < num_frames:
-            raise ReLumixError(
-                f"reference_index {reference_index} is outside the clip of {num_frames} frames "
-                f"(use 0..{num_frames - 1})"
-            )
-        ref = conform_reference(as_image(reference, "reference"), height, width, fit=settings.reference_fit)
+        """Frames [T,3,h,w] and the keyframes' references [N,3,h,w] in [0,1] at the processing size, the framing,
+        and the references conformed to the input size [N,3,H,W] (what the colour anchor matches), from frames
+        already validated by :func:`~relumix_core.media.frames.as_frames`."""
+        _, _, height, width = video.shape
+        refs = torch.stack([conform_reference(image, height, width, fit=settings.reference_fit)
+                            for image in keyframes.images])
         framing = self.framing(height, width, settings)
-        return framing.to_model(video), framing.to_model(ref[None])[0], framing, ref
+        return framing.to_model(video), framing.to_model(refs), framing, refs
 
     @torch.no_grad()
     def encode(
         self,
         frames: Any,
         reference: Any,
-        reference_index: int = 0,
+        reference_index: int | list[int] | tuple[int, ...] = 0,
         settings: RelightSettings | None = None,
         generator: torch.Generator | None = None,
         cond_noise: list[torch.Tensor] | None = None,
     ) -> ReLumixConditioning:
         """Frame replacement and embedding fusion for every direction. ``frames``/``reference`` may be numpy,
-        torch or PIL (see :mod:`relumix_core.media.frames`). The cond_aug noise comes from ``generator`` (or is given,
-        one [L,3,h,w] tensor per direction)."""
+        torch or PIL (see :mod:`relumix_core.media.frames`). ``reference_index`` is one frame with ``reference`` one
+        image, or a list/tuple of N keyframes with ``reference`` a list/tuple of N images or one batch of N
+        (:mod:`relumix_core.pipeline.keyframes`). The cond_aug noise comes from ``generator`` (or is given, one
+        [L,3,h,w] tensor per direction)."""
         settings = (settings or RelightSettings()).resolved(self.model)
+        assert settings.overlap is not None
         self.tiling(settings)  # a bad tile size fails here, before any work
         video_in = as_frames(frames, "frames")
-        video, ref, framing, reference_in = self.prepare_inputs(video_in, reference, reference_index, settings)
+        keyframes = as_keyframes(reference, reference_index, video_in.shape[0])
+        video, refs, framing, references_in = self.prepare_inputs(video_in, keyframes, settings)
         dtype = self.dtype
-        runs = split_directions(video.shape[0], reference_index)
+        runs = split_keyframe_runs(video.shape[0], keyframes.indices, settings.overlap)
         with self.placement.stage("encode", ENCODERS):
-            ref_m11 = (ref * 2 - 1).to(self.device, dtype)
-            reference_emb = embed_reference(
-                self.model, reference_for_embedders(ref_m11[None], settings.reference_range)
-            )
+            refs_m11 = (refs * 2 - 1).to(self.device, dtype)
+            references = [self._embed_reference(ref_m11, settings) for ref_m11 in refs_m11]
             directions = []
             for i, run in enumerate(runs):
                 if cond_noise is not None:
                     noise = cond_noise[i].to("cpu", dtype)
                 else:
-                    noise = torch.randn((len(run), *video.shape[1:]), generator=generator, dtype=torch.float32)
+                    noise = torch.randn((len(run.indices), *video.shape[1:]), generator=generator,
+                                        dtype=torch.float32)
                     noise = noise.to(dtype)
-                emb = self._embed_run(video, run, ref_m11, noise, settings)
-                directions.append(Direction(run, noise, emb))
+                emb = self._embed_run(video, list(run.indices), refs_m11[run.keyframe], noise, settings)
+                directions.append(Direction(list(run.indices), noise, emb, run.keyframe, run.weights))
         return ReLumixConditioning(
             directions=directions,
-            reference=reference_emb,
+            reference=references[0],
             framing=framing,
             num_frames=video.shape[0],
-            reference_index=reference_index,
+            reference_index=keyframes.indices[0],
             fps_id=settings.fps_id,
             cond_aug=settings.cond_aug,
             reference_range=settings.reference_range,
             model_token=id(self.model),
             source=framing.output_region(video_in),
-            reference_image=framing.output_region(reference_in),
+            reference_image=framing.output_region(references_in),
+            reference_indices=keyframes.indices,
+            references=references,
         )
+
+    def _embed_reference(self, ref_m11: torch.Tensor, settings: RelightSettings) -> ReferenceEmbeddings:
+        """The reference embedders' view of one keyframe's reference [3,h,w] in [-1, 1]."""
+        return embed_reference(self.model, reference_for_embedders(ref_m11[None], settings.reference_range))
 
     def _embed_run(
         self, video: torch.Tensor, run: list[int], ref_m11: torch.Tensor, noise: torch.Tensor,
@@ -239,12 +277,13 @@ class ReLumixPipeline:
         if settings.strategy == "anchor" or len(plan) == 1:
             denoisers = []
             for positions in plan:
-                cond, uncond = conditioning.window_conditioning(self.model, direction.embeddings.select(positions))
+                cond, uncond = conditioning.window_conditioning(self.model, direction.embeddings.select(positions),
+                                                                conditioning.reference_of(direction))
                 denoisers.append(self.window_denoiser(cond, uncond, settings))
             with self.placement.stage("sample", ("unet",)):
                 return sample_windows(denoisers, plan, noise, sigmas, on_window)
         parts: list[torch.Tensor] = []
-        reference = conditioning.reference
+        reference = conditioning.reference_of(direction)
         for i, positions in enumerate(plan):
             embeddings = direction.embeddings.select(positions)
             if i > 0:
@@ -318,34 +357,22 @@ class ReLumixPipeline:
         ticker.check()
         h, w = conditioning.framing.size
         f = self.model.latent_factor
-        latents = torch.zeros(conditioning.num_frames, LATENT_CHANNELS, h // f, w // f, dtype=self.state_dtype)
         sampled = []
         for i, (direction, plan) in enumerate(zip(conditioning.directions, plans, strict=True)):
-            shape = (len(direction.indices), *latents.shape[1:])
+            shape = (len(direction.indices), LATENT_CHANNELS, h // f, w // f)
             if latent_noise is not None:
                 noise = latent_noise[i].to(self.device, self.state_dtype)
             else:
                 noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.state_dtype)
             z = self.sample_direction(conditioning, direction, plan, noise, settings, ticker, preview)
             sampled.append(to_host(z))
-        for direction, z in reversed(list(zip(conditioning.directions, sampled, strict=True))):
-            latents[direction.indices] = z  # the forward run goes last, so it gives the reference frame
+        latents = join_directions(conditioning, sampled)
         ticker.check()
         decoded = self.decode(latents, settings)
         video = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
         windows = [[[d.indices[p] for p in positions] for positions in plan]
                    for d, plan in zip(conditioning.directions, plans, strict=True)]
-        framing = conditioning.framing
-        frames = framing.from_model(video)
-        if settings.colour_anchor:
-            if conditioning.reference_image is None:
-                raise ReLumixError("colour_anchor needs a conditioning that keeps its reference image")
-            index = conditioning.reference_index
-            frames = apply_colour_map(frames, fit_colour_map(frames[index], conditioning.reference_image))
-        if settings.detail_sigma:
-            # the radius is set in processing pixels; the output is larger by the input / content ratio
-            scale = framing.output_size[0] / framing.content_size[0]
-            frames = transfer_detail(frames, conditioning.source, settings.detail_sigma * scale)
+        frames = finish_frames(conditioning.framing.from_model(video), conditioning, settings)
         return RelightResult(frames, latents, decoded, windows)
 
     # -- the one-call API ---------------------------------------------------------------------------------------
@@ -354,7 +381,7 @@ class ReLumixPipeline:
         self,
         frames: Any,
         reference: Any,
-        reference_index: int = 0,
+        reference_index: int | list[int] | tuple[int, ...] = 0,
         settings: RelightSettings | None = None,
         seed: int | None = None,
         progress: ProgressFn | None = None,
@@ -364,7 +391,8 @@ class ReLumixPipeline:
         """Relight ``frames`` so that they carry the light of ``reference``, the relit version of frame
         ``reference_index``.
 
-        ``frames``: numpy/torch [T,H,W,C] or [T,C,H,W], or a list of PIL images; ``reference``: one image. Returns
+        ``frames``: numpy/torch [T,H,W,C] or [T,C,H,W], or a list of PIL images; ``reference``: one image, or with
+        ``reference_index`` a list/tuple of N keyframes, a list/tuple of N images or one batch of N. Returns
         frames at the input size: ``"pt"`` a float tensor [T,H,W,3] in [0,1], ``"np"`` a uint8 array [T,H,W,3],
         ``"pil"`` a list of images. ``seed`` makes the run reproducible (noise drawn in the official order).
         """

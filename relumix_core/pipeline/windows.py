@@ -69,6 +69,13 @@ def plan_windows(length: int, window: int, overlap: int, strategy: Strategy) -> 
     return [list(range(a, b)) for a, b in _spans(0, length, window, overlap)]
 
 
+def rising_ramp(count: int) -> list[float]:
+    """Weights 1/(n+1), 2/(n+1), ..., n/(n+1) of ``count`` shared frames, in the order the incoming side takes over:
+    the outgoing side's weights are the same list reversed, so each shared frame's two weights sum to 1 and neither
+    side ever drops to 0 or jumps to 1 inside the overlap (no hard seam)."""
+    return [(rank + 1) / (count + 1) for rank in range(count)]
+
+
 def ramp_weights(positions: list[int], previous: list[int] | None, following: list[int] | None) -> torch.Tensor:
     """Blend weights of one window's frames: rising over the frames shared with the previous window, falling over
     those shared with the next, 1 elsewhere. Weights are only compared among windows that cover the same frame."""
@@ -79,9 +86,9 @@ def ramp_weights(positions: list[int], previous: list[int] | None, following: li
             continue
         neighbours = set(neighbour)
         shared = [i for i, p in enumerate(positions) if p != 0 and p in neighbours]
-        k = len(shared)
+        ramp = rising_ramp(len(shared))
         for rank, i in enumerate(shared if side == "head" else reversed(shared)):
-            weights[i] = min(weights[i].item(), (rank + 1) / (k + 1))
+            weights[i] = min(weights[i].item(), ramp[rank])
     return weights
 
 
@@ -99,12 +106,19 @@ def window_weights(plan: list[list[int]]) -> list[torch.Tensor]:
 
 def blend_sequence(plan: list[list[int]], parts: list[torch.Tensor], length: int) -> torch.Tensor:
     """Join per-window results (``parts[i]`` rows follow ``plan[i]``) into one sequence, cross-fading overlaps."""
-    weights = window_weights(plan)
+    return weighted_join(plan, window_weights(plan), parts, length)
+
+
+def weighted_join(
+    rows: list[list[int]], weights: list[torch.Tensor], parts: list[torch.Tensor], length: int
+) -> torch.Tensor:
+    """[length, ...]: each row the weighted mean of the parts that cover it (``parts[i]`` rows land at
+    ``rows[i]`` with ``weights[i]``). A row covered once with weight 1 is that part's row, bit for bit."""
     shape = (length, *parts[0].shape[1:])
     total = parts[0].new_zeros(shape)
     norm = parts[0].new_zeros(length)
-    for positions, weight, part in zip(plan, weights, parts, strict=True):
-        index = torch.tensor(positions, device=part.device)
+    for index_list, weight, part in zip(rows, weights, parts, strict=True):
+        index = torch.tensor(index_list, device=part.device)
         w = weight.to(part)
         total.index_add_(0, index, part * w.reshape(-1, *([1] * (part.ndim - 1))))
         norm.index_add_(0, index, w)

@@ -4,6 +4,10 @@ Skipped unless COMFYUI_DIR (the ComfyUI folder) and COMFYUI_PYTHON (its python) 
 on PATH. Each workflow in workflows/*.json must load with every node, link and widget value of the file, our four
 node types registered (not "missing" placeholders), and no frontend errors other than failed resource loads (absent
 example inputs, no internet). In relumix_iclight.json only the kijai/ComfyUI-IC-Light nodes may be missing.
+
+tests/comfyui/legacy/relumix_basic.json is relumix_basic.json as saved before Reference Replace and Embedding Fuse
+gained the optional keyframe_indices widget (issue 21): it must still load, each old value in its widget, the new
+widget at its default, and queue the same prompt as today's workflows/api/relumix_basic.json.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import frontend_check as fc
 import pytest
+
+LEGACY_BASIC = Path(__file__).resolve().parent / "legacy" / "relumix_basic.json"
 
 COMFY_DIR = os.environ.get("COMFYUI_DIR")
 COMFY_PYTHON = os.environ.get("COMFYUI_PYTHON")
@@ -33,11 +39,14 @@ def _unexpected(errors: list[str]) -> list[str]:
 
 
 def test_ui_workflows_load_in_the_frontend(tmp_path: Path) -> None:
-    report = fc.run_checks(Path(COMFY_DIR), COMFY_PYTHON, CHROMIUM, screenshot=tmp_path / "basic.png")
+    shipped = sorted(fc.WORKFLOWS.glob("*.json"))
+    report = fc.run_checks(Path(COMFY_DIR), COMFY_PYTHON, CHROMIUM, screenshot=tmp_path / "basic.png",
+                           workflows=[*shipped, LEGACY_BASIC])
     (fc.REPO / "out").mkdir(exist_ok=True)
     (fc.REPO / "out" / "frontend_report.json").write_text(json.dumps(report, indent=2))
-    names = {p.name for p in fc.WORKFLOWS.glob("*.json")}
-    results = {r["workflow"]: r for r in report["workflows"]}
+    *checked, legacy = report["workflows"]
+    names = {p.name for p in shipped}
+    results = {r["workflow"]: r for r in checked}
     assert set(results) == names
     pack_words = ("relumix", *fc.PACK_NODES)
     assert not [e for e in report["startup_errors"] if any(w.lower() in e.lower() for w in pack_words)]
@@ -53,3 +62,17 @@ def test_ui_workflows_load_in_the_frontend(tmp_path: Path) -> None:
         if name != "relumix_iclight.json":  # graphToPrompt of the loaded graph == the shipped API workflow
             assert result["prompt_matches_api"] is True, name
     assert report["screenshot"]["bytes"] < 500_000
+    _check_legacy(legacy)
+
+
+def _check_legacy(result: dict) -> None:
+    """The pre-keyframes basic workflow: loads whole, the new widget appears at its default "" after the old
+    widgets (the only difference from the file), and its prompt is the shipped API workflow's."""
+    assert result["problems"] == [] and result["missing_types"] == [], result
+    assert result["nodes_loaded"] == result["nodes_in_file"] and result["links_loaded"] == result["links_in_file"]
+    assert _unexpected(result["errors"]) == [], result["errors"]
+    grown = {m["type"] for m in result["widget_mismatches"]
+             if m["shown"] == [*m["file"], ""] and m["serialized"] == [*m["file"], ""]}
+    assert grown == {"ReferenceReplace", "EmbeddingFuse"} == {m["type"] for m in result["widget_mismatches"]}, \
+        result["widget_mismatches"]
+    assert result["prompt_matches_api"] is True

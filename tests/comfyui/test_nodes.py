@@ -56,8 +56,8 @@ def test_load_replace_fuse_sample(nodes: dict[str, type]) -> None:
     (model,) = nodes["LoadReLumixModel"]().load("relumix-tiny-random.safetensors", "auto", "keep on GPU", "official")
     frames = video(10)
     relit = (frames[3:4] * torch.tensor([1.2, 0.9, 0.7])).clamp(0, 1)
-    replaced, reference, k = nodes["ReferenceReplace"]().replace(frames, relit, 3, "auto")
-    assert replaced.shape == frames.shape and k == 3
+    replaced, reference, k, keyframe_indices = nodes["ReferenceReplace"]().replace(frames, relit, 3, "auto")
+    assert replaced.shape == frames.shape and k == 3 and keyframe_indices == ""
     assert torch.equal(replaced[3], reference[0]) and torch.equal(replaced[0], frames[0])
     (cond,) = nodes["EmbeddingFuse"]().fuse(model, replaced, reference, k, "custom", 64, "resize", 15, 0.02, 0)
     out, latent = nodes["ReLumixSampler"]().sample(model, cond, 0, 2, 1.0, 1.5, 6, 2, "anchor", 0, True)
@@ -69,7 +69,7 @@ def test_load_replace_fuse_sample(nodes: dict[str, type]) -> None:
 def test_reference_that_does_not_fit_is_explained(nodes: dict[str, type]) -> None:
     with pytest.raises(ReLumixError, match="aspect"):
         nodes["ReferenceReplace"]().replace(video(4), video(1, 80, 48), 0, "auto")
-    replaced, reference, _ = nodes["ReferenceReplace"]().replace(video(4), video(1, 80, 48), 0, "pad")
+    replaced, reference, _, _ = nodes["ReferenceReplace"]().replace(video(4), video(1, 80, 48), 0, "pad")
     assert reference.shape == (1, 48, 80, 3)
     with pytest.raises(ReLumixError, match="outside"):
         nodes["ReferenceReplace"]().replace(video(4), video(1), 4, "auto")

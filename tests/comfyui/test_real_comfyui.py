@@ -1,8 +1,8 @@
 """The pack inside a real ComfyUI server (skipped unless COMFYUI_DIR and COMFYUI_PYTHON are set).
 
-Uses ../shared/tools/comfy_harness.py: the pack is linked into custom_nodes and the basic and long API workflows run
-as shipped, on the bundled relumix-tiny, with only the video and the steps changed. A third run with far too many
-steps is interrupted by the harness's timeout, and the workflow after it must still succeed.
+Uses ../shared/tools/comfy_harness.py: the pack is linked into custom_nodes and the basic, long and keyframes API
+workflows run as shipped, on the bundled relumix-tiny, with only the video and the steps changed. A run with far too
+many steps is interrupted by the harness's timeout, and the workflows after it must still succeed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO.parent / "shared" / "tools" / "comfy_harness.py"
 COMFY_DIR = os.environ.get("COMFYUI_DIR")
 COMFY_PYTHON = os.environ.get("COMFYUI_PYTHON")
-FRAMES = {"relumix_basic": 8, "relumix_long_video": 30}
+FRAMES = {"relumix_basic": 8, "relumix_long_video": 30, "relumix_keyframes": 30}
+#: Frames each written video holds: the keyframes workflow keeps the first 25 (keyframes at 0 and 24).
+KEPT = {"basic": 8, "long": 30, "keyframes": 25}
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow, pytest.mark.skipif(
     not (COMFY_DIR and COMFY_PYTHON and HARNESS.is_file()),
@@ -47,16 +49,18 @@ def _patched(name: str, steps: int, video: str, out: Path) -> Path:
     return out
 
 
-def test_basic_and_long_workflows_run_in_real_comfyui(tmp_path: Path) -> None:
+def test_basic_long_and_keyframes_workflows_run_in_real_comfyui(tmp_path: Path) -> None:
     yy, xx = np.mgrid[0:48, 0:80]
     for name, frames in FRAMES.items():
         clip = np.stack([np.stack([(xx * 3 + t * 4) % 256, yy * 5 % 256, (xx + yy) % 256], -1) for t in range(frames)])
         write_video(tmp_path / f"{name}_in.mp4", clip.astype(np.uint8), 12)
     Image.fromarray(np.full((48, 80, 3), 128, np.uint8)).save(tmp_path / "relumix_reference.png")
+    Image.fromarray(np.full((48, 80, 3), (90, 110, 160), np.uint8)).save(tmp_path / "relumix_reference_24.png")
     workflows = [
         _patched("relumix_basic", 2, "relumix_basic_in.mp4", tmp_path / "basic.json"),
         _patched("relumix_long_video", 1000, "relumix_long_video_in.mp4", tmp_path / "interrupted.json"),
         _patched("relumix_long_video", 2, "relumix_long_video_in.mp4", tmp_path / "long.json"),
+        _patched("relumix_keyframes", 2, "relumix_keyframes_in.mp4", tmp_path / "keyframes.json"),
     ]
     output = tmp_path / "output"
     command = [
@@ -64,11 +68,11 @@ def test_basic_and_long_workflows_run_in_real_comfyui(tmp_path: Path) -> None:
         "--node-pack", str(REPO), "--pack-name", "relumix", "--output-dir", str(output), "--run-timeout", "150",
         "--summary-out", str(tmp_path / "summary.json"),
         *[arg for name in FRAMES for arg in ("--input", str(tmp_path / f"{name}_in.mp4"))],
-        "--input", str(tmp_path / "relumix_reference.png"),
+        "--input", str(tmp_path / "relumix_reference.png"), "--input", str(tmp_path / "relumix_reference_24.png"),
         *[arg for wf in workflows for arg in ("--workflow", str(wf))],
         *[arg for node in PACK_NODES for arg in ("--expect-node", node)],
     ]
-    subprocess.run(command, capture_output=True, text=True, timeout=900)
+    subprocess.run(command, capture_output=True, text=True, timeout=1200)
     summary = json.loads((tmp_path / "summary.json").read_text())
     (REPO / "out").mkdir(exist_ok=True)
     (REPO / "out" / "real_comfyui_summary.json").write_text(json.dumps(summary, indent=2))
@@ -77,7 +81,8 @@ def test_basic_and_long_workflows_run_in_real_comfyui(tmp_path: Path) -> None:
     assert runs["basic"]["status"] == "success", runs["basic"]
     assert runs["interrupted"]["status"] != "success"
     assert runs["long"]["status"] == "success", runs["long"]  # the model is still usable after the interrupt
-    for stem, name in (("basic", "relumix_basic"), ("long", "relumix_long_video")):
+    assert runs["keyframes"]["status"] == "success", runs["keyframes"]  # two relit keyframes through Batch Images
+    for stem, kept in KEPT.items():
         written = next(output.glob(f"relumix_test/{stem}*.mp4"))
         frames, _ = read_video(written)
-        assert frames.shape == (FRAMES[name], 48, 80, 3)
+        assert frames.shape == (kept, 48, 80, 3)

@@ -1,4 +1,5 @@
-"""Our workflows: API and UI formats agree, every API workflow validates, and basic and long ones run end to end."""
+"""Our workflows: API and UI formats agree, every API workflow validates, and basic, long and keyframes ones run end
+to end."""
 
 from __future__ import annotations
 
@@ -70,8 +71,10 @@ def _tiny_run(tmp_path: Path, name: str, frames: int) -> tuple[np.ndarray, Path]
     yy, xx = np.mgrid[0:48, 0:80]
     clip = np.stack([np.stack([(xx * 3 + t * 4) % 256, yy * 5 % 256, (xx + yy) % 256], -1) for t in range(frames)])
     write_video(inputs / "relumix_input.mp4", clip.astype(np.uint8), 12)
-    Image.fromarray(clip[0].astype(np.uint8)[..., ::-1].copy()).save(inputs / "relumix_reference.png")
     wf = json.loads((REPO / "workflows" / "api" / name).read_text())
+    for node in wf.values():  # every relit image the graph loads (one reference, or a keyframe each)
+        if node["class_type"] == "LoadImage":
+            Image.fromarray(clip[0].astype(np.uint8)[..., ::-1].copy()).save(inputs / node["inputs"]["image"])
     for node in wf.values():  # the tiny model, small and fast; everything else as shipped
         if node["class_type"] == "LoadReLumixModel":
             node["inputs"]["checkpoint"] = TINY
@@ -98,11 +101,15 @@ def _execute(wf: dict, root: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "frames"), [("relumix_basic.json", 8), ("relumix_long_video.json", 30)])
-def test_workflow_runs_end_to_end_with_the_tiny_model(tmp_path: Path, name: str, frames: int) -> None:
+@pytest.mark.parametrize(("name", "frames", "kept"), [
+    ("relumix_basic.json", 8, 8),
+    ("relumix_long_video.json", 30, 30),
+    ("relumix_keyframes.json", 30, 25),  # keyframes at 0 and 24 of the first 25 frames
+])
+def test_workflow_runs_end_to_end_with_the_tiny_model(tmp_path: Path, name: str, frames: int, kept: int) -> None:
     clip, written = _tiny_run(tmp_path, name, frames)
     video, fps = read_video(written)
-    assert video.shape == clip.shape  # every frame, at the input size
+    assert video.shape == clip[:kept].shape  # every frame kept, at the input size
     assert fps == pytest.approx(12, rel=0.01)
 
 

@@ -290,12 +290,12 @@ def test_evaluate_report_and_refusal(data_root: Path, tmp_path: Path) -> None:
     assert list(report["methods"]) == [*BASELINES, "shifted"]
     assert set(outputs) == {clips[0].name, clips[1].name}
     assert report["methods"]["shifted"]["psnr"] >= 20 * math.log10(1 / 0.02) - 1e-6  # less where clamped at 1
-    assert len(report["per_frame_psnr"]["shifted"]) == 4 and "frame 0" in report["notes"]["frame_0"]
+    assert len(report["per_frame_psnr"]["shifted"]) == 4 and "reference" in report["notes"]["keyframes"]
     with pytest.raises(ReLumixError, match="returned"):
         evaluate(clips[:1], {"bad": lambda c: c.target[:2]}, use_lpips=False)
     path = write_report(report, clips, outputs, tmp_path / "rep")
     names = sorted(p.name for p in path.parent.iterdir())
-    assert names == sorted(["report.json", "summary.md", "psnr_per_frame.png",
+    assert names == sorted(["report.json", "summary.md", "psnr_per_frame.png", "psnr_by_distance.png",
                             *(f"strip_{c.name}.png" for c in clips[:2])])
     assert json.loads(path.read_text())["num_clips"] == 3
     with pytest.raises(ReLumixError, match="already holds"):
