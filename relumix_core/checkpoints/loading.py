@@ -68,12 +68,14 @@ def store_unet_weights(model: ReLumixModel, weight_dtype: torch.dtype, report: L
 
 def convert_checkpoint(
     src: str | Path, dst: str | Path, dtype: str | None = None, overwrite: bool = False,
-    detail_sigma: float | None = None, default_steps: int | None = None, **load_options: object
+    detail_sigma: float | None = None, default_steps: int | None = None, colour_anchor: bool | None = None,
+    **load_options: object
 ) -> LoadReport:
     """Convert any supported checkpoint to the single-file format (or a folder if ``dst`` ends with '/').
 
-    ``detail_sigma`` and ``default_steps`` record the detail-transfer radius and the sampling steps the model is
-    meant to run with (see :class:`ReLumixConfig`); ``None`` keeps the source's."""
+    ``detail_sigma``, ``default_steps`` and ``colour_anchor`` record the detail-transfer radius, the sampling steps
+    and whether the colour anchor is on by default, as the model is meant to run (see :class:`ReLumixConfig`);
+    ``None`` keeps the source's."""
     if detail_sigma is not None and not 0 <= detail_sigma < float("inf"):
         raise ValueError(f"detail_sigma must be 0 (off) or a positive number of pixels, got {detail_sigma}")
     if default_steps is not None and default_steps < 1:
@@ -89,6 +91,8 @@ def convert_checkpoint(
         model.config.detail_sigma = float(detail_sigma)
     if default_steps is not None:
         model.config.default_steps = int(default_steps)
+    if colour_anchor is not None:
+        model.config.colour_anchor = bool(colour_anchor)
     if to_folder:
         save_folder(model, dst_path, overwrite=overwrite)
     else:

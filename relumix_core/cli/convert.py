@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     with head_width_hint():
         report = convert_checkpoint(
             args.src, str(dst) + (os.sep if folder else ""), dtype=args.dtype, overwrite=args.overwrite,
-            detail_sigma=args.detail_sigma, default_steps=args.default_steps, **shape_load_options(args),
+            detail_sigma=args.detail_sigma, default_steps=args.default_steps,
+            colour_anchor=args.colour_anchor, **shape_load_options(args),
         )
     print(report.summary())
     kind = "diffusers-style folder" if folder else "single file"
@@ -50,5 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--default-steps", type=int, default=None, metavar="N",
                         help="record the sampling steps the model should run with by default (default: keep the "
                              "source's; 25 for ReLumix)")
+    parser.add_argument("--colour-anchor", action=argparse.BooleanOptionalAction, default=None,
+                        help="record whether runs apply the colour anchor by default (default: keep the source's; "
+                             "off for ReLumix)")
     add_shape_options(parser)
     parser.set_defaults(func=run)

@@ -71,8 +71,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the pipeline's")
     parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
                         help="detail transfer radius in processing pixels, 0 = off (default: the model's own)")
-    parser.add_argument("--colour-anchor", action="store_true",
-                        help="apply the colour anchor to the model's output (default off)")
+    parser.add_argument("--colour-anchor", action=argparse.BooleanOptionalAction, default=None,
+                        help="apply the colour anchor to the model's output (default: the model's own, on for "
+                             "relumix-tiny)")
     parser.add_argument("--oracle", action="store_true",
                         help="also score the ground truth through the model's VAE: the ceiling any relighting "
                              "by this model can reach (needs -c)")

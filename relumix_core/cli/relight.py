@@ -81,9 +81,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
                         help="detail transfer radius in processing pixels, 0 = off (default: the model's own; "
                              "0 for ReLumix)")
-    parser.add_argument("--colour-anchor", action="store_true",
-                        help="map the output's colours so its reference frame matches the reference's (a global "
-                             "per-clip colour correction; default off)")
+    parser.add_argument("--colour-anchor", action=argparse.BooleanOptionalAction, default=None,
+                        help="pin the output's colours to the reference at each keyframe (a global colour map and a "
+                             "local gain that fades with distance; default: the model's own, on for relumix-tiny)")
     parser.add_argument("--reference-fit", choices=("auto", "resize", "crop", "pad"), default="auto",
                         help="how a reference of another size is conformed (default auto)")
     parser.add_argument("--decode-chunk-size", type=int, default=None,

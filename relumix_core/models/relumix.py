@@ -62,6 +62,10 @@ class ReLumixConfig:
     #: Sampling steps the model is meant to run with when a run does not choose: 25 for ReLumix (the authors'
     #: default); relumix-tiny's card gives its own, chosen on validation data. Older checkpoints read as 25.
     default_steps: int = 25
+    #: Whether runs apply the colour anchor (:mod:`relumix_core.media.colour_anchor`) unless they choose: off for
+    #: ReLumix; on for relumix-tiny, whose validation set it improves (its card gives the numbers). Older checkpoints
+    #: read as off.
+    colour_anchor: bool = False
 
     @property
     def unet(self) -> Any:
@@ -92,6 +96,7 @@ class ReLumixConfig:
                 "trained_size": self.trained_size,
                 "detail_sigma": self.detail_sigma,
                 "default_steps": self.default_steps,
+                "colour_anchor": self.colour_anchor,
             },
             sort_keys=True,
         )
@@ -112,6 +117,8 @@ class ReLumixConfig:
         steps = config.default_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"default_steps must be a positive integer, not {config.default_steps!r}")
+        if not isinstance(config.colour_anchor, bool):
+            raise ValueError(f"colour_anchor must be true or false, not {config.colour_anchor!r}")
         config.link_order()  # a broken "shared" table fails here, when the file is read
         return config
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import ReLumixError
-from ..media.colour_anchor import apply_colour_map, fit_colour_map
+from ..media.colour_anchor import LOCAL_SIGMA, anchor_colours
 from ..media.detail import transfer_detail
 from ..media.frames import as_frames, to_numpy_uint8, to_pil
 from ..media.resolution import Framing, conform_reference, make_framing
@@ -78,14 +78,14 @@ def finish_frames(frames: torch.Tensor, conditioning: ReLumixConditioning, setti
     ``settings`` ask for."""
     keys = list(conditioning.reference_indices)
     references = conditioning.reference_image
+    framing = conditioning.framing
+    scale = framing.output_size[0] / framing.content_size[0]  # radii are set in processing pixels
     if settings.colour_anchor:
         if references is None:
             raise ReLumixError("colour_anchor needs a conditioning that keeps its reference image")
-        frames = apply_colour_map(frames, fit_colour_map(frames[keys], references))  # fitted on every keyframe
+        frames = anchor_colours(frames, keys, references.to(frames), LOCAL_SIGMA * scale)
     if settings.detail_sigma:
-        # the radius is set in processing pixels; the output is larger by the input / content ratio
-        framing = conditioning.framing
-        sigma = settings.detail_sigma * (framing.output_size[0] / framing.content_size[0])
+        sigma = settings.detail_sigma * scale
         relit = frames
         frames = transfer_detail(relit, conditioning.source, sigma)
         if references is not None:  # frame replacement: a keyframe's texture is its reference's, not the input's

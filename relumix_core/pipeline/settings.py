@@ -45,25 +45,27 @@ class RelightSettings:
     #: (:mod:`relumix_core.media.detail`); ``None`` means the model's own (0, off, for ReLumix; relumix-tiny's card
     #: gives its value).
     detail_sigma: float | None = None
-    #: Fit a global colour map from the output's reference frame to the reference and apply it to every frame
-    #: (:mod:`relumix_core.media.colour_anchor`): removes a per-clip colour cast of the model, not lost chroma.
-    colour_anchor: bool = False
+    #: Pin the output's colours to the reference at each keyframe (:mod:`relumix_core.media.colour_anchor`: a global
+    #: colour map, then a smooth local gain that fades with the distance to the keyframe); ``None`` means the
+    #: model's own (off for ReLumix, on for relumix-tiny).
+    colour_anchor: bool | None = None
     #: Side in processing pixels of the overlapping spatial tiles the VAE encodes and decodes in (``None``: whole
     #: frames). Tiling bounds the decode's memory at large sizes but changes the pictures: the decoder's group norms
     #: see only their tile (docs/memory.md gives the measured error). A multiple of the VAE's factor, at least two.
     vae_tile: int | None = None
 
     def resolved(self, model: ReLumixModel) -> RelightSettings:
-        """A copy with ``num_steps``, ``window``, ``overlap``, ``size`` and ``detail_sigma`` filled in from the model,
-        after checking every option."""
+        """A copy with ``num_steps``, ``window``, ``overlap``, ``size``, ``detail_sigma`` and ``colour_anchor`` filled
+        in from the model, after checking every option."""
         window = self.window if self.window is not None else model.config.trained_frames
         overlap = self.overlap if self.overlap is not None else max(1, window // 3)
         chunk = self.decode_chunk_size if self.decode_chunk_size is not None else window
         size = model.config.trained_size if self.size == "trained" else self.size
         detail = self.detail_sigma if self.detail_sigma is not None else model.config.detail_sigma
         steps = self.num_steps if self.num_steps is not None else model.config.default_steps
+        anchor = self.colour_anchor if self.colour_anchor is not None else model.config.colour_anchor
         out = replace(self, num_steps=steps, window=window, overlap=overlap, decode_chunk_size=chunk, size=size,
-                      detail_sigma=detail)
+                      detail_sigma=detail, colour_anchor=anchor)
         out.check()
         return out
 

@@ -7,7 +7,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from relumix_core.media.colour_anchor import COLOUR_MAP_KINDS, apply_colour_map, fit_colour_map
+from relumix_core.errors import ReLumixError
+from relumix_core.media.blur import gaussian_blur
+from relumix_core.media.colour_anchor import (
+    COLOUR_MAP_KINDS,
+    LOCAL_FADE,
+    anchor_colours,
+    apply_colour_map,
+    apply_local_gains,
+    fit_colour_map,
+    local_gains,
+)
 from relumix_core.models.tiny import random_tiny_model
 from relumix_core.pipeline.pipeline import ReLumixPipeline
 from relumix_core.pipeline.settings import RelightSettings
@@ -75,3 +85,57 @@ def test_pipeline_option() -> None:
     # the reference frame's per-channel mean now matches the reference's (up to clamping)
     assert (anchored[1].mean((1, 2)) - reference.mean((1, 2))).abs().max() < 0.02
     assert (before[1].mean((1, 2)) - reference.mean((1, 2))).abs().max() > 0.02
+
+
+def test_local_gain_pins_the_keyframe_to_the_reference_at_its_blur_scale() -> None:
+    reference = _image(5)
+    output = reference.clone()
+    output[1, :8] *= 0.8  # a local error a global map cannot undo: the top half lost some green
+    video = torch.stack([output, output, output])
+    global_only = apply_colour_map(video, fit_colour_map(output, reference))
+    anchored = anchor_colours(video, [0], reference[None], sigma=1.0)
+    blurred_error = (gaussian_blur(anchored[:1], 1.0) - gaussian_blur(reference[None], 1.0)).abs().mean()
+    assert blurred_error < 0.005
+    assert (anchored[0] - reference).abs().mean() < 0.5 * (global_only[0] - reference).abs().mean()
+
+
+def test_local_gain_fades_with_distance_to_the_nearest_keyframe() -> None:
+    frames = torch.full((30, 3, 4, 4), 0.25)
+    gains = torch.stack([torch.full((3, 4, 4), 2.0), torch.full((3, 4, 4), 0.5)])
+    out = apply_local_gains(frames, [0, 29], gains)
+    expected_near_first = 0.25 * 2.0 ** torch.exp(torch.tensor(-5 / LOCAL_FADE))
+    torch.testing.assert_close(out[5, 0, 0, 0], expected_near_first)
+    assert out[0].eq(0.5).all() and out[29].eq(0.125).all()  # full gain at each keyframe
+    assert (out[14] > 0.25).all() and (out[15] < 0.25).all()  # each frame follows its nearest keyframe
+    assert (out[14] - 0.25).abs().max() < (out[5] - 0.25).abs().max()  # weaker further away
+
+
+def test_local_gains_refuse_mismatched_shapes() -> None:
+    with pytest.raises(ReLumixError, match=r"one shape \[N,3,H,W\]"):
+        local_gains(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 4, 4))
+    with pytest.raises(ReLumixError, match="2 local gains for 1 keyframes"):
+        apply_local_gains(torch.rand(3, 3, 4, 4), [0], torch.ones(2, 3, 4, 4))
+
+
+def test_the_model_decides_when_a_run_does_not() -> None:
+    from relumix_core.checkpoints.loading import load_relumix
+
+    tiny, _ = load_relumix("relumix-tiny")
+    assert tiny.config.colour_anchor is True  # its card: chosen on the validation set
+    assert RelightSettings().resolved(tiny).colour_anchor is True
+    assert RelightSettings(colour_anchor=False).resolved(tiny).colour_anchor is False
+    random = random_tiny_model(0)
+    assert random.config.colour_anchor is False and RelightSettings().resolved(random).colour_anchor is False
+
+
+def test_config_refuses_a_colour_anchor_that_is_not_a_boolean() -> None:
+    import json
+
+    from relumix_core.models.relumix import ReLumixConfig
+
+    data = json.loads(random_tiny_model(0).config.to_json())
+    data["colour_anchor"] = "yes"
+    with pytest.raises(ValueError, match="colour_anchor must be true or false"):
+        ReLumixConfig.from_json(json.dumps(data))
+    del data["colour_anchor"]  # files written before the field existed
+    assert ReLumixConfig.from_json(json.dumps(data)).colour_anchor is False

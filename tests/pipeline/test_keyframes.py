@@ -13,7 +13,6 @@ from relumix_core.data.synth import render_scene
 from relumix_core.errors import ReLumixError
 from relumix_core.media.detail import transfer_detail
 from relumix_core.models.tiny import random_tiny_model
-from relumix_core.pipeline import pipeline as pipeline_module
 from relumix_core.pipeline.conditioning import KeyframeRun, split_directions, split_keyframe_runs
 from relumix_core.pipeline.pipeline import ReLumixPipeline, join_directions
 from relumix_core.pipeline.settings import RelightSettings
@@ -206,17 +205,21 @@ def test_detail_transfer_takes_each_keyframes_texture_from_its_reference(pipe: R
 
 
 def test_colour_anchor_is_fitted_on_every_keyframe(pipe: ReLumixPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    from relumix_core.media import colour_anchor
+
     video, a, b = clip(6), clip(1, seed=3)[0], clip(1, seed=4)[0]
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    fit = pipeline_module.fit_colour_map
-    monkeypatch.setattr(pipeline_module, "fit_colour_map", lambda out, ref: seen.append((out, ref)) or fit(out, ref))
+    fit = colour_anchor.fit_colour_map
+    monkeypatch.setattr(colour_anchor, "fit_colour_map", lambda out, ref: seen.append((out, ref)) or fit(out, ref))
     s = settings(detail_sigma=0.0)
     cond = pipe.encode(video, [b, a], [5, 1], s, torch.Generator().manual_seed(0))
     plain = pipe.generate(cond, s, torch.Generator().manual_seed(1)).frames
     anchored = pipe.generate(cond, replace(s, colour_anchor=True), torch.Generator().manual_seed(1)).frames
     (out, ref), = seen
     assert torch.equal(out, plain[[1, 5]]) and torch.equal(ref, torch.stack([a, b]))
-    torch.testing.assert_close(anchored, pipeline_module.apply_colour_map(plain, fit(plain[[1, 5]], ref)))
+    framing = cond.framing
+    sigma = colour_anchor.LOCAL_SIGMA * framing.output_size[0] / framing.content_size[0]
+    torch.testing.assert_close(anchored, colour_anchor.anchor_colours(plain, [1, 5], ref, sigma))
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------
