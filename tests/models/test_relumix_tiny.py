@@ -34,7 +34,7 @@ def test_the_weights_are_small_and_the_card_names_their_digest_and_recipe() -> N
     assert re.search(rf"\b{digest}\b", card), "the model card's sha256 is stale: update it for the new weights"
     for command in ("relumix synth data/synth-train --scenes 400 --lights 4 --frames 14 --seed 1",
                     "relumix train tiny-vae", "relumix train tiny-unet", "relumix train tiny-unet-ema --max-steps 1514",
-                    "--detail-sigma 0.75 --default-steps 4",
+                    "--detail-sigma 0.75 --default-steps 4 --colour-anchor",
                     "relumix synth data/synth-test --scenes 20 --lights 4 --frames 8 --seed 9000"):
         assert command in card
 
@@ -43,9 +43,11 @@ def test_the_bundled_name_loads_the_full_relumix_architecture() -> None:
     model, report = load_relumix("relumix-tiny")
     shipped, architecture = json.loads(model.config.to_json()), json.loads(relumix_tiny_config().to_json())
     assert 0 < shipped.pop("scale_factor") < 10  # calibrated by stage 1: 1 / std of its latents
-    # how it is meant to run, chosen on validation clips (model card): a detail transfer radius and fewer steps
+    # how it is meant to run, chosen on validation clips (model card): a detail transfer radius, fewer steps and
+    # the colour anchor
     assert shipped.pop("detail_sigma") > 0 and 1 <= shipped.pop("default_steps") < 25
-    for key in ("scale_factor", "detail_sigma", "default_steps"):
+    assert shipped.pop("colour_anchor") is True
+    for key in ("scale_factor", "detail_sigma", "default_steps", "colour_anchor"):
         architecture.pop(key)
     assert shipped == architecture
     assert not report.missing and not report.unexpected
