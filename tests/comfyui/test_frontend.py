@@ -67,7 +67,8 @@ def test_ui_workflows_load_in_the_frontend(tmp_path: Path) -> None:
 
 def _check_legacy(result: dict) -> None:
     """The pre-keyframes basic workflow: loads whole, the new widget appears at its default "" after the old
-    widgets (the only difference from the file), and its prompt is the shipped API workflow's."""
+    widgets (the only difference from the file), and its prompt is the shipped API workflow's as it was then
+    (legacy/api/: the sampler's colour anchor off, as that file saved it)."""
     assert result["problems"] == [] and result["missing_types"] == [], result
     assert result["nodes_loaded"] == result["nodes_in_file"] and result["links_loaded"] == result["links_in_file"]
     assert _unexpected(result["errors"]) == [], result["errors"]
