@@ -16,37 +16,13 @@ from types import ModuleType, SimpleNamespace
 import pytest
 import torch
 from comfy_graph import core_definition, definition_of, validate_prompt
+from comfy_images import video
 from pack_loader import PACK, load_pack
 
-from relumix_core.cli.main import main
 from relumix_core.errors import ReLumixError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = "relumix-tiny-random.safetensors"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models") / "relumix"
-    root.mkdir()
-    assert main(["init-tiny", str(root / TINY)]) == 0
-    return root
-
-
-@pytest.fixture
-def nodes(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
-    monkeypatch.setenv("RELUMIX_MODELS_DIR", str(models_dir))
-    return load_pack().NODE_CLASS_MAPPINGS
-
-
-def video(frames: int, height: int = 48, width: int = 80) -> torch.Tensor:
-    """A ComfyUI IMAGE batch [B,H,W,C] in 0..1 whose frames all differ."""
-    t = torch.linspace(0, 1, frames)[:, None, None, None]
-    y = torch.linspace(0, 1, height)[None, :, None, None]
-    x = torch.linspace(0, 1, width)[None, None, :, None]
-    shape = (frames, height, width, 1)
-    channels = [0.5 + 0.4 * torch.sin(6 * x + 3 * t), 0.3 + 0.5 * y + 0.1 * t, 0.6 - 0.3 * x + 0 * t]
-    return torch.cat([c.expand(shape) for c in channels], dim=-1).clamp(0, 1).contiguous()
 
 
 def reference_module() -> ModuleType:

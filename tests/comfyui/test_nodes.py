@@ -6,36 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from pack_loader import load_pack
+from comfy_images import video
 
-from relumix_core.cli.main import main
 from relumix_core.errors import ReLumixError
 
 REPO = Path(__file__).resolve().parents[2]
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models") / "relumix"
-    root.mkdir()
-    assert main(["init-tiny", str(root / "relumix-tiny-random.safetensors")]) == 0
-    return root
-
-
-@pytest.fixture
-def nodes(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
-    monkeypatch.setenv("RELUMIX_MODELS_DIR", str(models_dir))
-    return load_pack().NODE_CLASS_MAPPINGS
-
-
-def video(frames: int, height: int = 48, width: int = 80) -> torch.Tensor:
-    """ComfyUI IMAGE batch [B,H,W,C] in 0..1."""
-    t = torch.linspace(0, 1, frames)[:, None, None, None]
-    y = torch.linspace(0, 1, height)[None, :, None, None]
-    x = torch.linspace(0, 1, width)[None, None, :, None]
-    shape = (frames, height, width, 1)
-    channels = [0.5 + 0.4 * torch.sin(6 * x + 3 * t), 0.3 + 0.5 * y + 0 * t, 0.6 - 0.3 * x + 0 * t]
-    return torch.cat([c.expand(shape) for c in channels], dim=-1).clamp(0, 1).contiguous()
-
-
 def test_every_node_declares_the_classic_api(nodes: dict[str, type]) -> None:
     assert set(nodes) == {"LoadReLumixModel", "ReferenceReplace", "EmbeddingFuse", "ReLumixSampler",
                           "ReLumixSimpleRelight"}
