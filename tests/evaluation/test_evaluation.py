@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -11,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from eval_cli import eval_main
 from PIL import Image
 
-from relumix_core.cli.common import run_command
-from relumix_core.cli.evaluate import add_eval_arguments, run_eval
 from relumix_core.data.synth import write_dataset
 from relumix_core.errors import ReLumixError
 from relumix_core.evaluation import (
@@ -331,12 +329,6 @@ def test_seam_error_scores_the_seam_steps_only(data_root: Path) -> None:
 
 # -------------------------------------------------------------------------------------------------- relumix eval
 
-
-def eval_main(*argv: str) -> int:
-    """``relumix eval`` through the same error handling as the ``relumix`` command."""
-    parser = argparse.ArgumentParser(prog="relumix eval")
-    add_eval_arguments(parser)
-    return run_command(run_eval, parser.parse_args(list(argv)))
 
 
 @pytest.fixture(scope="module")

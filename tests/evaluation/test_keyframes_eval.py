@@ -3,7 +3,6 @@ the by_distance table, and ``relumix eval --keyframes`` end to end."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -11,9 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from eval_cli import eval_main
 
-from relumix_core.cli.common import run_command
-from relumix_core.cli.evaluate import add_eval_arguments, run_eval
 from relumix_core.data.synth import write_dataset
 from relumix_core.errors import ReLumixError
 from relumix_core.evaluation import (
@@ -249,11 +247,6 @@ def test_report_files_include_the_distance_plot_and_are_refused(tmp_path: Path) 
 
 # -------------------------------------------------------------------------------------------------- relumix eval
 
-
-def eval_main(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="relumix eval")
-    add_eval_arguments(parser)
-    return run_command(run_eval, parser.parse_args(list(argv)))
 
 
 def test_eval_keyframes_baselines_only(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,15 +3,13 @@ perturbation sweep and its report table, and ``relumix eval --reference-perturb`
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from eval_cli import eval_main
 
-from relumix_core.cli.common import run_command
-from relumix_core.cli.evaluate import add_eval_arguments, run_eval
 from relumix_core.data.synth import write_dataset
 from relumix_core.errors import ReLumixError
 from relumix_core.evaluation import (
@@ -214,11 +212,6 @@ def test_level_plots_label_their_points_and_keep_every_curve_inside() -> None:
 
 # -------------------------------------------------------------------------------------------------- relumix eval
 
-
-def eval_main(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="relumix eval")
-    add_eval_arguments(parser)
-    return run_command(run_eval, parser.parse_args(list(argv)))
 
 
 @pytest.fixture(scope="module")
