@@ -110,7 +110,8 @@ def scene_dir(index: int) -> Path:
     return Path(f"map_{index // SCENES_PER_MAP:02d}") / f"scene_{index:04d}"
 
 
-def _save_png(path: Path, image: np.ndarray) -> None:
+def save_png(path: Path, image: np.ndarray) -> None:
+    """Write one frame as PNG; compress level 1 because datasets are large and speed matters more than bytes."""
     from PIL import Image
 
     Image.fromarray(image).save(path, format="PNG", compress_level=1)
@@ -122,7 +123,7 @@ def _write_scene(root: Path, scene: Scene, frames: int, size: int, stride: int) 
         folder = root / scene_dir(scene.index) / f"light_{j:02d}"
         folder.mkdir(parents=True)
         for t, image in enumerate(render_light(geom, light)):
-            _save_png(folder / f"{t:05d}.png", image)
+            save_png(folder / f"{t:05d}.png", image)
 
 
 def _meta(seeds: dict, scenes: list[dict]) -> dict:
@@ -136,7 +137,7 @@ def _meta(seeds: dict, scenes: list[dict]) -> dict:
     }
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
+def prepare_out(out: Path, overwrite: bool) -> Path:
     """Refuse a non-empty OUT unless overwriting; return a fresh temporary sibling to write into."""
     if out.exists() and not out.is_dir():
         raise ReLumixError(f"{out} exists and is not a folder")
@@ -150,7 +151,7 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
     return tmp
 
 
-def _publish(tmp: Path, out: Path) -> None:
+def publish(tmp: Path, out: Path) -> None:
     """Swap the finished dataset in: the old OUT (if any) disappears only once the new one is complete."""
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -175,7 +176,7 @@ def write_dataset(
     """Render ``scenes`` x ``lights`` clips into ``out`` atomically (a temporary sibling renamed at the end)."""
     check_args(scenes, lights, frames, size, stride)
     out = Path(out).expanduser()
-    tmp = _prepare_out(out, overwrite)
+    tmp = prepare_out(out, overwrite)
     try:
         records = []
         for i in range(scenes):
@@ -187,7 +188,7 @@ def write_dataset(
                 progress(i + 1, scenes)
         args = {"scenes": scenes, "lights": lights, "frames": frames, "size": size, "seed": seed, "stride": stride}
         (tmp / "meta.json").write_text(json.dumps(_meta(args, records), indent=1) + "\n")
-        _publish(tmp, out)
+        publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
