@@ -10,7 +10,8 @@ from . import services
 from .loader import MEMORY_MODES, ReLumixHandle
 from .reference import to_comfy_images
 
-STRATEGIES = ("anchor", "chain")
+#: "auto" is the model's own (:attr:`ReLumixConfig.window_strategy`: chain for ReLumix, anchor for relumix-tiny).
+STRATEGIES = ("auto", "anchor", "chain")
 
 
 class ReLumixSampler:
@@ -40,10 +41,11 @@ class ReLumixSampler:
                 "max_guidance": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 20.0, "step": 0.05}),
                 "window": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": "0 = the trained length"}),
                 "overlap": ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "-1 = a third of the window"}),
-                "strategy": (STRATEGIES, {"default": "chain",
-                                          "tooltip": "chain (measured better on long clips): each window continues "
-                                                     "from the previous window's relit frame; anchor: every window "
-                                                     "sees the reference"}),
+                "strategy": (STRATEGIES, {"default": "auto",
+                                          "tooltip": "long clips. chain: each window continues from the previous "
+                                                     "window's relit frame; anchor: every window sees the reference "
+                                                     "(no drift); auto: the model's own (chain for ReLumix, anchor "
+                                                     "for relumix-tiny)"}),
                 "decode_chunk": ("INT", {"default": 0, "min": 0, "max": 1000,
                                          "tooltip": "frames per VAE decode; 0 = the window (14 = the authors')"}),
                 "batch_branches": ("BOOLEAN", {"default": True,
@@ -53,7 +55,8 @@ class ReLumixSampler:
                 "detail": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 16.0, "step": 0.05,
                                      "tooltip": "detail transfer: blur radius in processing pixels below which "
                                                 "texture comes from the input frames; -1 = the model's own "
-                                                "(off for ReLumix), 0 = off"}),
+                                                "(off for ReLumix), 0 = off. Past the first window after a "
+                                                "keyframe the radius widens to the model's far radius"}),
                 "memory": (MEMORY_MODES, {"default": "auto",
                                           "tooltip": "auto: when the run as set would not fit this GPU, switch to "
                                                      "sequential branches, smaller decode chunks, VAE tiles or a "
@@ -66,6 +69,12 @@ class ReLumixSampler:
                                               "tooltip": "pin the output's colours to the reference at each "
                                                          "keyframe: one colour map for the clip, then a smooth "
                                                          "local gain that fades over about 8 frames. On for "
+                                                         "relumix-tiny (it lifts its validation scores); "
+                                                         "unmeasured on the authors' model"}),
+                "reference_pin": ("BOOLEAN", {"default": False,
+                                              "tooltip": "where a frame shows what a keyframe showed (the camera's "
+                                                         "motion tracked), use the keyframe's relit light carried "
+                                                         "along; moving objects keep the model's picture. On for "
                                                          "relumix-tiny (it lifts its validation scores); "
                                                          "unmeasured on the authors' model"}),
             },
@@ -88,15 +97,18 @@ class ReLumixSampler:
         memory: str = "auto",
         vae_tile: int = 0,
         colour_anchor: bool = False,
+        reference_pin: bool = False,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from relumix_core.pipeline.progress import Interrupted
         from relumix_core.pipeline.settings import RelightSettings
 
         settings = RelightSettings(
             num_steps=steps or None, min_guidance=min_guidance, max_guidance=max_guidance, window=window or None,
-            overlap=None if overlap < 0 else overlap, strategy=strategy,  # type: ignore[arg-type]
+            overlap=None if overlap < 0 else overlap,
+            strategy=None if strategy == "auto" else strategy,  # type: ignore[arg-type]
             decode_chunk_size=decode_chunk or None, batch_branches=batch_branches,
             detail_sigma=None if detail < 0 else detail, vae_tile=vae_tile or None, colour_anchor=colour_anchor,
+            reference_pin=reference_pin,
         )
         settings = model.plan_memory(conditioning.num_frames, conditioning.framing.size, settings, memory)
         generator = torch.Generator().manual_seed(seed)

@@ -16,7 +16,7 @@ import torch
 
 from ..models.cast import LIBRARY_CASTS, store_weights, swap_layer_classes
 from ..models.precision import compute_dtype, dtype_from_name, dtype_name
-from ..models.relumix import ReLumixModel
+from ..models.relumix import WINDOW_STRATEGIES, ReLumixModel
 from .bundled import resolve_model_path
 from .official import load_official
 from .report import FORMAT_NAME, LoadOptions, LoadReport
@@ -69,15 +69,19 @@ def store_unet_weights(model: ReLumixModel, weight_dtype: torch.dtype, report: L
 def convert_checkpoint(
     src: str | Path, dst: str | Path, dtype: str | None = None, overwrite: bool = False,
     detail_sigma: float | None = None, default_steps: int | None = None, colour_anchor: bool | None = None,
+    detail_sigma_far: float | None = None, window_strategy: str | None = None, reference_pin: bool | None = None,
     **load_options: object
 ) -> LoadReport:
     """Convert any supported checkpoint to the single-file format (or a folder if ``dst`` ends with '/').
 
-    ``detail_sigma``, ``default_steps`` and ``colour_anchor`` record the detail-transfer radius, the sampling steps
-    and whether the colour anchor is on by default, as the model is meant to run (see :class:`ReLumixConfig`);
-    ``None`` keeps the source's."""
-    if detail_sigma is not None and not 0 <= detail_sigma < float("inf"):
-        raise ValueError(f"detail_sigma must be 0 (off) or a positive number of pixels, got {detail_sigma}")
+    ``detail_sigma``, ``default_steps``, ``colour_anchor``, ``detail_sigma_far``, ``window_strategy`` and
+    ``reference_pin`` record how
+    the model is meant to run (see :class:`ReLumixConfig`); ``None`` keeps the source's."""
+    for name, sigma in (("detail_sigma", detail_sigma), ("detail_sigma_far", detail_sigma_far)):
+        if sigma is not None and not 0 <= sigma < float("inf"):
+            raise ValueError(f"{name} must be 0 (off) or a positive number of pixels, got {sigma}")
+    if window_strategy is not None and window_strategy not in WINDOW_STRATEGIES:
+        raise ValueError(f"window_strategy must be one of {WINDOW_STRATEGIES}, got {window_strategy!r}")
     if default_steps is not None and default_steps < 1:
         raise ValueError(f"default_steps must be at least 1, got {default_steps}")
     torch_dtype = dtype_from_name(dtype) if dtype is not None else None
@@ -93,6 +97,12 @@ def convert_checkpoint(
         model.config.default_steps = int(default_steps)
     if colour_anchor is not None:
         model.config.colour_anchor = bool(colour_anchor)
+    if detail_sigma_far is not None:
+        model.config.detail_sigma_far = float(detail_sigma_far)
+    if window_strategy is not None:
+        model.config.window_strategy = window_strategy
+    if reference_pin is not None:
+        model.config.reference_pin = bool(reference_pin)
     if to_folder:
         save_folder(model, dst_path, overwrite=overwrite)
     else:

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
         report = convert_checkpoint(
             args.src, str(dst) + (os.sep if folder else ""), dtype=args.dtype, overwrite=args.overwrite,
             detail_sigma=args.detail_sigma, default_steps=args.default_steps,
-            colour_anchor=args.colour_anchor, **shape_load_options(args),
+            colour_anchor=args.colour_anchor, detail_sigma_far=args.detail_sigma_far,
+            window_strategy=args.window_strategy, reference_pin=args.reference_pin, **shape_load_options(args),
         )
     print(report.summary())
     kind = "diffusers-style folder" if folder else "single file"
@@ -54,5 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--colour-anchor", action=argparse.BooleanOptionalAction, default=None,
                         help="record whether runs apply the colour anchor by default (default: keep the source's; "
                              "off for ReLumix)")
+    parser.add_argument("--detail-sigma-far", type=float, default=None, metavar="SIGMA",
+                        help="record the detail-transfer radius far from every keyframe (default: keep the "
+                             "source's; 0 = the --detail-sigma everywhere)")
+    parser.add_argument("--window-strategy", choices=("anchor", "chain"), default=None,
+                        help="record how runs join windows on long clips by default (default: keep the source's; "
+                             "chain for ReLumix)")
+    parser.add_argument("--reference-pin", action=argparse.BooleanOptionalAction, default=None,
+                        help="record whether runs pin what a keyframe showed to its carried light by default "
+                             "(default: keep the source's; off for ReLumix)")
     add_shape_options(parser)
     parser.set_defaults(func=run)

@@ -68,11 +68,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
     parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
                         help="long clips: every window sees the reference (anchor) or the last relit frame (chain); "
-                             "default: the pipeline's")
+                             "default: the model's own")
     parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
                         help="detail transfer radius in processing pixels, 0 = off (default: the model's own)")
+    parser.add_argument("--detail-far", type=float, default=None, metavar="SIGMA",
+                        help="detail transfer radius far from every keyframe (default: the model's own; 0 = --detail "
+                             "everywhere)")
     parser.add_argument("--colour-anchor", action=argparse.BooleanOptionalAction, default=None,
                         help="apply the colour anchor to the model's output (default: the model's own, on for "
+                             "relumix-tiny)")
+    parser.add_argument("--reference-pin", action=argparse.BooleanOptionalAction, default=None,
+                        help="apply the reference pin to the model's output (default: the model's own, on for "
                              "relumix-tiny)")
     parser.add_argument("--oracle", action="store_true",
                         help="also score the ground truth through the model's VAE: the ceiling any relighting "
@@ -103,7 +109,9 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     chosen = {"strategy": args.strategy, "min_guidance": args.min_guidance, "max_guidance": args.max_guidance}
     defaults_otherwise = {key: value for key, value in chosen.items() if value is not None}
     settings = RelightSettings(num_steps=args.steps, window=args.window, overlap=args.overlap, size=None,
-                               detail_sigma=args.detail, colour_anchor=args.colour_anchor, **defaults_otherwise)
+                               detail_sigma=args.detail, detail_sigma_far=args.detail_far,
+                               colour_anchor=args.colour_anchor, reference_pin=args.reference_pin,
+                               **defaults_otherwise)
     settings.check()  # bad options fail before the model loads
     check_checkpoint_exists(args.checkpoint)
     device, precision = device_and_precision(args.device, args.dtype, args.fp8_compute)
@@ -113,8 +121,10 @@ def _model_methods(args: argparse.Namespace) -> tuple[dict[str, Any], Any, int]:
     pipe = ReLumixPipeline(model, device=device)
     settings = settings.resolved(model)
     print(f"model: {args.checkpoint} on {device}, {precision.name}, {settings.num_steps} steps, "
-          f"detail transfer {settings.detail_sigma or 'off'}, "
-          f"colour anchor {'on' if settings.colour_anchor else 'off'}, trained on {model.config.trained_frames} frames")
+          f"detail transfer {settings.detail_sigma or 'off'} (far {settings.detail_sigma_far or 'the same'}), "
+          f"{settings.strategy} windows, "
+          f"colour anchor {'on' if settings.colour_anchor else 'off'}, "
+          f"reference pin {'on' if settings.reference_pin else 'off'}, trained on {model.config.trained_frames} frames")
     methods = {MODEL_METHOD: relumix_method(pipe, settings, seed=args.seed)}
     if args.oracle:
         methods["first_stage_oracle"] = first_stage_oracle(model, settings.decode_chunk_size)
@@ -190,7 +200,8 @@ def run_eval(args: argparse.Namespace) -> int:
         **({"steps": settings.num_steps, "window": settings.window, "overlap": settings.overlap,
             "strategy": settings.strategy, "min_guidance": settings.min_guidance,
             "max_guidance": settings.max_guidance, "detail_sigma": settings.detail_sigma,
-            "colour_anchor": settings.colour_anchor} if settings else {}),
+            "detail_sigma_far": settings.detail_sigma_far,
+            "colour_anchor": settings.colour_anchor, "reference_pin": settings.reference_pin} if settings else {}),
     }
     path = write_report(report, clips, outputs, out, overwrite=args.force)
     print(format_table(report))

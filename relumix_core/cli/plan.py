@@ -167,7 +167,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per window (default: the trained length)")
     parser.add_argument("--overlap", type=non_negative_int, default=None,
                         help="frames shared by windows (default window/3)")
-    parser.add_argument("--strategy", choices=("anchor", "chain"), default="chain", help="long clips (default chain)")
+    parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
+                        help="long clips (default: the model's own)")
     parser.add_argument("--sequential-branches", action="store_true", help="guidance branches one after the other")
     parser.add_argument("--offload", action="store_true", help="each component on the GPU only during its stage")
     parser.add_argument("--decode-chunk-size", type=positive_int, default=None,

@@ -65,8 +65,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--window", type=int, default=None, help="frames per window (default: the trained length)")
     parser.add_argument("--overlap", type=int, default=None, help="frames shared by windows (default window/3)")
-    parser.add_argument("--strategy", choices=("anchor", "chain"), default="chain",
-                        help="long videos: every window sees the reference (anchor) or the last relit frame (chain)")
+    parser.add_argument("--strategy", choices=("anchor", "chain"), default=None,
+                        help="long videos: every window sees the reference (anchor) or the last relit frame (chain); "
+                             "default: the model's own (chain for ReLumix, anchor for relumix-tiny)")
     parser.add_argument("--min-guidance", type=float, default=1.0, help="guidance at the first frame (default 1.0)")
     parser.add_argument("--max-guidance", type=float, default=1.5, help="guidance at the last frame (default 1.5)")
     parser.add_argument("--fps-id", type=float, default=15, help="fps conditioning (default 15, as the authors)")
@@ -81,9 +82,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detail", type=float, default=None, metavar="SIGMA",
                         help="detail transfer radius in processing pixels, 0 = off (default: the model's own; "
                              "0 for ReLumix)")
+    parser.add_argument("--detail-far", type=float, default=None, metavar="SIGMA",
+                        help="detail transfer radius far from every keyframe, past the first window (default: the "
+                             "model's own; 0 = --detail everywhere)")
     parser.add_argument("--colour-anchor", action=argparse.BooleanOptionalAction, default=None,
                         help="pin the output's colours to the reference at each keyframe (a global colour map and a "
                              "local gain that fades with distance; default: the model's own, on for relumix-tiny)")
+    parser.add_argument("--reference-pin", action=argparse.BooleanOptionalAction, default=None,
+                        help="where a frame shows what a keyframe showed (the camera's motion tracked), use the "
+                             "keyframe's relit light carried along (default: the model's own, on for relumix-tiny)")
     parser.add_argument("--reference-fit", choices=("auto", "resize", "crop", "pad"), default="auto",
                         help="how a reference of another size is conformed (default auto)")
     parser.add_argument("--decode-chunk-size", type=int, default=None,
@@ -123,7 +130,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         cond_aug=args.cond_aug, reference_range=args.reference_range, decode_chunk_size=args.decode_chunk_size,
         batch_branches=not args.sequential_branches, window=args.window, overlap=args.overlap,
         strategy=args.strategy, size=args.size, fit=args.fit, reference_fit=args.reference_fit,
-        detail_sigma=args.detail, vae_tile=args.vae_tile, colour_anchor=args.colour_anchor,
+        detail_sigma=args.detail, detail_sigma_far=args.detail_far, vae_tile=args.vae_tile,
+        colour_anchor=args.colour_anchor, reference_pin=args.reference_pin,
     )
     settings.check()
     return settings

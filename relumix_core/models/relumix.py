@@ -30,6 +30,9 @@ SCALE_FACTOR = 0.18215
 
 #: Clip length (frames) of ReLumix training: SVD's 14, also the authors' gradio config.
 TRAINED_FRAMES = 14
+#: The window strategies a checkpoint may name as its default: :data:`relumix_core.pipeline.windows.STRATEGIES`
+#: (spelled out here because the pipeline imports the model; a test keeps the two equal).
+WINDOW_STRATEGIES: tuple[str, ...] = ("anchor", "chain")
 
 
 def _is_under(path: str, root: str) -> bool:
@@ -66,6 +69,18 @@ class ReLumixConfig:
     #: ReLumix; on for relumix-tiny, whose validation set it improves (its card gives the numbers). Older checkpoints
     #: read as off.
     colour_anchor: bool = False
+    #: Detail-transfer radius (processing pixels) far from every keyframe (:func:`relumix_core.media.detail.
+    #: far_detail_weights`): past the first window after a keyframe the output trusts the model's light only at ever
+    #: coarser scales. 0 (ReLumix, and older checkpoints) keeps ``detail_sigma`` everywhere.
+    detail_sigma_far: float = 0.0
+    #: How runs join windows on clips longer than one window unless they choose (``"chain"`` or ``"anchor"``,
+    #: :mod:`relumix_core.pipeline.windows`): chain for ReLumix and older checkpoints; relumix-tiny's card gives its
+    #: own, chosen on validation data.
+    window_strategy: str = "chain"
+    #: Whether runs pin the pixels that show what a keyframe showed to its carried light
+    #: (:mod:`relumix_core.media.reference_pin`) unless they choose: off for ReLumix and older checkpoints; on for
+    #: relumix-tiny, whose validation sets it improves (its card gives the numbers).
+    reference_pin: bool = False
 
     @property
     def unet(self) -> Any:
@@ -97,6 +112,9 @@ class ReLumixConfig:
                 "detail_sigma": self.detail_sigma,
                 "default_steps": self.default_steps,
                 "colour_anchor": self.colour_anchor,
+                "detail_sigma_far": self.detail_sigma_far,
+                "window_strategy": self.window_strategy,
+                "reference_pin": self.reference_pin,
             },
             sort_keys=True,
         )
@@ -110,15 +128,19 @@ class ReLumixConfig:
             raise ValueError(f"trained_frames must be a positive integer, not {config.trained_frames!r}")
         if not isinstance(config.trained_size, int) or config.trained_size < 8:
             raise ValueError(f"trained_size must be an integer of at least 8, not {config.trained_size!r}")
-        sigma = config.detail_sigma
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"detail_sigma must be a number of at least 0, not {sigma!r}")
-        config.detail_sigma = float(sigma)
+        for name in ("detail_sigma", "detail_sigma_far"):
+            sigma = getattr(config, name)
+            if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+                raise ValueError(f"{name} must be a number of at least 0, not {sigma!r}")
+            setattr(config, name, float(sigma))
         steps = config.default_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"default_steps must be a positive integer, not {config.default_steps!r}")
-        if not isinstance(config.colour_anchor, bool):
-            raise ValueError(f"colour_anchor must be true or false, not {config.colour_anchor!r}")
+        for name in ("colour_anchor", "reference_pin"):
+            if not isinstance(getattr(config, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(config, name)!r}")
+        if config.window_strategy not in WINDOW_STRATEGIES:
+            raise ValueError(f"window_strategy must be one of {WINDOW_STRATEGIES}, not {config.window_strategy!r}")
         config.link_order()  # a broken "shared" table fails here, when the file is read
         return config
 

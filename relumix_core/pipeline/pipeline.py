@@ -24,8 +24,9 @@ import torch
 
 from ..errors import ReLumixError
 from ..media.colour_anchor import LOCAL_SIGMA, anchor_colours
-from ..media.detail import transfer_detail
+from ..media.detail import blend_far_detail, far_detail_weights, transfer_detail
 from ..media.frames import as_frames, to_numpy_uint8, to_pil
+from ..media.reference_pin import PIN_BLUR, pin_to_references
 from ..media.resolution import Framing, conform_reference, make_framing
 from ..models.relumix import ReLumixModel
 from ..models.vae import decode_latents
@@ -74,8 +75,8 @@ def join_directions(conditioning: ReLumixConditioning, sampled: list[torch.Tenso
 
 
 def finish_frames(frames: torch.Tensor, conditioning: ReLumixConditioning, settings: RelightSettings) -> torch.Tensor:
-    """The decoded frames [T,3,H,W] at the output size through the colour anchor and the detail transfer that
-    ``settings`` ask for."""
+    """The decoded frames [T,3,H,W] at the output size through the colour anchor, the detail transfer and the
+    reference pin that ``settings`` ask for."""
     keys = list(conditioning.reference_indices)
     references = conditioning.reference_image
     framing = conditioning.framing
@@ -90,6 +91,16 @@ def finish_frames(frames: torch.Tensor, conditioning: ReLumixConditioning, setti
         frames = transfer_detail(relit, conditioning.source, sigma)
         if references is not None:  # frame replacement: a keyframe's texture is its reference's, not the input's
             frames[keys] = transfer_detail(relit[keys], references.to(relit), sigma)
+        if settings.detail_sigma_far:  # past the first window after a keyframe (window - 1 frames away)
+            weights = far_detail_weights(frames.shape[0], keys, start=int(settings.window or 1) - 1)
+            if bool((weights > 0).any()):
+                frames = blend_far_detail(frames, relit, conditioning.source, settings.detail_sigma_far, weights,
+                                          light_size=framing.content_size)
+    if settings.reference_pin:
+        if references is None:
+            raise ReLumixError("reference_pin needs a conditioning that keeps its reference image")
+        frames = pin_to_references(frames, conditioning.source.to(frames), references.to(frames), keys,
+                                   track_size=framing.content_size, blur=PIN_BLUR * scale)
     return frames
 
 

@@ -185,3 +185,13 @@ def test_demo_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     monkeypatch.setattr(demo, "load_demo_model", failing)
     assert main(["demo", "--frames", "4", "--out", "/nonexistent-relumix-dir/x"]) == 2
     assert _error_line(capsys) == "error: clip.mp4 not found"
+
+
+def test_convert_records_how_the_model_runs_on_long_clips(tiny_ckpt: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "long.safetensors"
+    assert main(["convert", str(tiny_ckpt), str(dst), "--detail-sigma-far", "24", "--window-strategy", "anchor"]) == 0
+    config = load_relumix(dst)[0].config
+    assert config.detail_sigma_far == 24.0 and config.window_strategy == "anchor"
+    assert load_relumix(tiny_ckpt)[0].config.window_strategy == "chain"  # the source is untouched
+    assert main(["convert", str(tiny_ckpt), str(tmp_path / "x.safetensors"), "--detail-sigma-far", "-1"]) == 2
+    assert not (tmp_path / "x.safetensors").exists()

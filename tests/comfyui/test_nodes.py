@@ -61,3 +61,16 @@ def test_missing_checkpoint_and_foreign_conditioning(nodes: dict[str, type]) -> 
     (cond,) = nodes["EmbeddingFuse"]().fuse(a, video(4), video(1), 0, "custom", 64, "resize", 15, 0.02, 0)
     with pytest.raises(ReLumixError, match="different ReLumix model"):
         nodes["ReLumixSampler"]().sample(b, cond, 0, 1, 1.0, 1.5, 0, -1, "anchor", 0, True)
+
+
+def test_sampler_strategy_auto_is_the_models_own(nodes: dict[str, type]) -> None:
+    (model,) = nodes["LoadReLumixModel"]().load("relumix-tiny-random.safetensors", "auto", "keep on GPU", "official")
+    frames = video(10)
+    (cond,) = nodes["EmbeddingFuse"]().fuse(model, frames, frames[:1], 0, "custom", 64, "resize", 15, 0.02, 0)
+    sampler = nodes["ReLumixSampler"]()
+    assert sampler.INPUT_TYPES()["required"]["strategy"][1]["default"] == "auto"
+    runs = {name: sampler.sample(model, cond, 0, 1, 1.0, 1.5, 6, 2, name, 0, True)[0]
+            for name in ("auto", "chain", "anchor")}
+    assert model.pipeline.model.config.window_strategy == "chain"  # a random model reads the old default
+    assert torch.equal(runs["auto"], runs["chain"])
+    assert not torch.equal(runs["auto"], runs["anchor"])

@@ -35,6 +35,7 @@ def test_the_weights_are_small_and_the_card_names_their_digest_and_recipe() -> N
     for command in ("relumix synth data/synth-train --scenes 400 --lights 4 --frames 14 --seed 1",
                     "relumix train tiny-vae", "relumix train tiny-unet", "relumix train tiny-unet-ema --max-steps 1514",
                     "--detail-sigma 0.75 --default-steps 4 --colour-anchor",
+                    "--detail-sigma-far 24 --window-strategy anchor --reference-pin",
                     "relumix synth data/synth-test --scenes 20 --lights 4 --frames 8 --seed 9000"):
         assert command in card
 
@@ -47,7 +48,11 @@ def test_the_bundled_name_loads_the_full_relumix_architecture() -> None:
     # the colour anchor
     assert shipped.pop("detail_sigma") > 0 and 1 <= shipped.pop("default_steps") < 25
     assert shipped.pop("colour_anchor") is True
-    for key in ("scale_factor", "detail_sigma", "default_steps", "colour_anchor"):
+    # on clips longer than a window: every window sees the reference, and far frames keep only the coarse light
+    assert shipped.pop("window_strategy") == "anchor" and shipped.pop("detail_sigma_far") > 0
+    assert shipped.pop("reference_pin") is True
+    for key in ("scale_factor", "detail_sigma", "default_steps", "colour_anchor", "window_strategy", "detail_sigma_far",
+                "reference_pin"):
         architecture.pop(key)
     assert shipped == architecture
     assert not report.missing and not report.unexpected
