@@ -9,7 +9,7 @@ from ..errors import ReLumixError
 from ..media.resolution import FitMode
 from ..models.relumix import ReLumixModel
 from .conditioning import DEFAULT_COND_AUG, DEFAULT_FPS_ID, ReferenceRange
-from .windows import Strategy, check_window_options
+from .windows import STRATEGIES, Strategy, check_window_options
 
 
 @dataclass
@@ -102,5 +102,15 @@ class RelightSettings:
                                           or self.vae_tile < 1):
             raise ReLumixError(f"vae_tile must be a whole number of pixels (or None for no tiling), got "
                                f"{self.vae_tile!r}")
-        if self.strategy is not None and self.window is not None and self.overlap is not None:
-            check_window_options(self.window, self.overlap, self.strategy)
+        if self.window is not None and self.overlap is not None:
+            if self.strategy is not None:
+                check_window_options(self.window, self.overlap, self.strategy)
+            else:  # the model's strategy is not known yet: refuse what no strategy accepts (resolved() checks again)
+                errors = []
+                for strategy in STRATEGIES:
+                    try:
+                        check_window_options(self.window, self.overlap, strategy)
+                    except ReLumixError as error:
+                        errors.append(error)
+                if len(errors) == len(STRATEGIES):
+                    raise errors[-1]
