@@ -35,6 +35,7 @@ from .detail import smooth_in_time
 PIN_THRESHOLD = 0.05
 PIN_BLUR = 1.0
 PIN_TIME_SIGMA = 3.0
+PIN_FLOOR = 0.1
 #: The light ratio's offset and largest gain (as the ratio baseline's): black input pixels still get some light,
 #: and near-black ones cannot blow small differences up.
 RATIO_EPS = 0.01
@@ -111,6 +112,9 @@ def _carried(ratio: torch.Tensor, source_key: torch.Tensor, frame: torch.Tensor,
     moved_key, _ = warp(source_key, theta)
     relit = ((frame + RATIO_EPS) * moved_ratio - RATIO_EPS).clamp(0.0, 1.0)
     difference = gaussian_blur((moved_key - frame).abs().mean(1, keepdim=True), blur)
+    if PIN_FLOOR > 0:  # relative to the local brightness: in a dark clip every absolute difference is small
+        level = gaussian_blur(((moved_key + frame) / 2).mean(1, keepdim=True), blur)
+        difference = difference * (0.5 + PIN_FLOOR) / (level + PIN_FLOOR)
     return relit, torch.exp(-((difference / PIN_THRESHOLD) ** 2)) * inside
 
 
