@@ -6,8 +6,8 @@ node types registered (not "missing" placeholders), and no frontend errors other
 example inputs, no internet). In relumix_iclight.json only the kijai/ComfyUI-IC-Light nodes may be missing.
 
 tests/comfyui/legacy/relumix_basic.json is relumix_basic.json as saved before Reference Replace and Embedding Fuse
-gained the optional keyframe_indices widget (issue 21): it must still load, each old value in its widget, the new
-widget at its default, and queue the same prompt as today's workflows/api/relumix_basic.json.
+gained the optional keyframe_indices widget (issue 21) and the sampler its reference_pin (issue 20): it must still
+load, each old value in its widget, the new widgets at their defaults, and queue the prompt of its API twin.
 """
 
 from __future__ import annotations
@@ -66,14 +66,17 @@ def test_ui_workflows_load_in_the_frontend(tmp_path: Path) -> None:
 
 
 def _check_legacy(result: dict) -> None:
-    """The pre-keyframes basic workflow: loads whole, the new widget appears at its default "" after the old
-    widgets (the only difference from the file), and its prompt is the shipped API workflow's as it was then
-    (legacy/api/: the sampler's colour anchor off, as that file saved it)."""
+    """The pre-keyframes basic workflow: loads whole, each newer widget appears at its default after the old widgets
+    (keyframe_indices "", the sampler's reference_pin off: the only differences from the file), and its prompt is
+    the shipped API workflow's as it was then (legacy/api/: colour anchor off and chain, as that file saved them;
+    reference_pin off, its default)."""
     assert result["problems"] == [] and result["missing_types"] == [], result
     assert result["nodes_loaded"] == result["nodes_in_file"] and result["links_loaded"] == result["links_in_file"]
     assert _unexpected(result["errors"]) == [], result["errors"]
+    new_defaults = {"ReferenceReplace": "", "EmbeddingFuse": "", "ReLumixSampler": False}  # issues 21 and 20
     grown = {m["type"] for m in result["widget_mismatches"]
-             if m["shown"] == [*m["file"], ""] and m["serialized"] == [*m["file"], ""]}
-    assert grown == {"ReferenceReplace", "EmbeddingFuse"} == {m["type"] for m in result["widget_mismatches"]}, \
+             if m["shown"] == [*m["file"], new_defaults.get(m["type"])]
+             and m["serialized"] == [*m["file"], new_defaults.get(m["type"])]}
+    assert grown == set(new_defaults) == {m["type"] for m in result["widget_mismatches"]}, \
         result["widget_mismatches"]
     assert result["prompt_matches_api"] is True
