@@ -24,7 +24,8 @@ import numpy as np
 
 from .light import to_srgb8
 from .raytrace_scene import KINDS, NOISE_CELLS, Primitive, RTLight, RTSceneParams, Surface, sample_light, sample_scene
-from .synth import SCENES_PER_MAP, check_args, prepare_out, publish, save_png, scene_dir
+from .scene import value_noise
+from .synth import SCENES_PER_MAP, check_args, prepare_out, publish, save_png, scene_dir, shuffled_kinds
 
 GENERATOR_VERSION = 1
 SUPERSAMPLE = 2  # rays per pixel along each axis; averaged in linear light before tone mapping
@@ -140,18 +141,6 @@ def camera_rays(params: RTSceneParams, frame: int, rays: int) -> tuple[np.ndarra
 # -------------------------------------------------------------------------------------------------- materials
 
 
-def _value_noise(table: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Smooth periodic value noise in [0, 1]: bilinear between lattice values with smoothstep weights."""
-    iu, iv = np.floor(u), np.floor(v)
-    fu, fv = u - iu, v - iv
-    fu, fv = fu * fu * (3 - 2 * fu), fv * fv * (3 - 2 * fv)
-    i0, j0 = iu.astype(np.int64) % NOISE_CELLS, iv.astype(np.int64) % NOISE_CELLS
-    i1, j1 = (i0 + 1) % NOISE_CELLS, (j0 + 1) % NOISE_CELLS
-    top = table[i0, j0] * (1 - fu) + table[i1, j0] * fu
-    bottom = table[i0, j1] * (1 - fu) + table[i1, j1] * fu
-    return top * (1 - fv) + bottom * fv
-
-
 def _ground_albedo(surface: Surface, noise: np.ndarray, points: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Ground pattern at ``points``; the pattern fades to its mean where a pixel covers more than a fraction of a
     period (a cheap mip map), so far-away checkers turn into haze instead of moire."""
@@ -163,7 +152,7 @@ def _ground_albedo(surface: Surface, noise: np.ndarray, points: np.ndarray, foot
     elif surface.pattern == "stripes":
         pattern = np.floor(2 * u) % 2
     else:
-        pattern = np.clip((_value_noise(noise, u, v) - 0.5) * 6 + 0.5, 0.0, 1.0)
+        pattern = np.clip((value_noise(noise.T, u, v) - 0.5) * 6 + 0.5, 0.0, 1.0)
     contrast = np.clip(1.5 - 2 * footprint / surface.period, 0.0, 1.0)
     mix = 0.5 + (pattern - 0.5) * contrast
     a, b = np.asarray(surface.color_a), np.asarray(surface.color_b)
@@ -340,12 +329,6 @@ def render_frame(geom: FrameGeometry, light: RTLight) -> np.ndarray:
 # -------------------------------------------------------------------------------------------------- scenes
 
 
-def light_kinds(seed: int, index: int, lights: int) -> list[str]:
-    """Kinds of the scene's lights: a per-scene shuffle of all kinds, repeated, so two lights are two kinds."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, index, _LIGHT_STREAM])).permutation(len(KINDS))
-    return [KINDS[int(order[j % len(KINDS)])] for j in range(lights)]
-
-
 def make_scene(seed: int, index: int, lights: int) -> RTScene:
     """Draw scene ``index`` of the dataset ``seed``; depends only on (seed, index) and on j < lights."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
@@ -353,7 +336,7 @@ def make_scene(seed: int, index: int, lights: int) -> RTScene:
     noise = rng.random((NOISE_CELLS, NOISE_CELLS))
     rigs = [
         sample_light(np.random.default_rng(np.random.SeedSequence([seed, index, _LIGHT_STREAM, j])), kind)
-        for j, kind in enumerate(light_kinds(seed, index, lights))
+        for j, kind in enumerate(shuffled_kinds(seed, index, lights, KINDS))
     ]
     return RTScene(index=index, params=params, noise=noise, lights=rigs)
 

@@ -149,7 +149,7 @@ def sample_scene(rng: np.random.Generator) -> SceneParams:
 # -------------------------------------------------------------------------------------------------- textures
 
 
-def _value_noise(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def value_noise(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Smooth periodic value noise in [0, 1] (bilinear with smoothstep) sampled at lattice coordinates."""
     n = table.shape[0]
     x0, y0 = np.floor(x), np.floor(y)
@@ -171,7 +171,7 @@ def _pattern_mix(mat: Material, x: np.ndarray, y: np.ndarray, noise: np.ndarray)
     if mat.pattern == "checker":
         return ((np.floor(u) + np.floor(v)) % 2).astype(np.float32)
     if mat.pattern == "noise":
-        return _value_noise(noise, u, v) * 0.65 + _value_noise(noise, 2.3 * u + 7, 2.3 * v + 3) * 0.35
+        return value_noise(noise, u, v) * 0.65 + value_noise(noise, 2.3 * u + 7, 2.3 * v + 3) * 0.35
     return np.zeros_like(x)
 
 
@@ -181,7 +181,7 @@ def _ground_albedo(params: SceneParams, x: np.ndarray, y: np.ndarray, noise: np.
         sites = np.asarray(params.patches, dtype=np.float32)
         d2 = (x[..., None] - sites[:, 0]) ** 2 + (y[..., None] - sites[:, 1]) ** 2
         base = sites[np.argmin(d2, axis=-1), 2:]
-        grain = _value_noise(noise, x * 20, y * 20)[..., None]
+        grain = value_noise(noise, x * 20, y * 20)[..., None]
         return base * (0.8 + 0.4 * grain)
     w = _pattern_mix(mat, x, y, noise)[..., None]
     return np.asarray(mat.color_a, np.float32) * (1 - w) + np.asarray(mat.color_b, np.float32) * w

@@ -64,10 +64,16 @@ def check_args(scenes: int, lights: int, frames: int, size: int, stride: int = 1
 # -------------------------------------------------------------------------------------------------- rendering
 
 
+def shuffled_kinds(seed: int, index: int, lights: int, kinds: tuple[str, ...]) -> list[str]:
+    """Kinds of the scene's lights: a per-scene shuffle of all ``kinds``, repeated, so small L still mixes day and
+    night (both renderers draw their lights this way)."""
+    order = np.random.default_rng(np.random.SeedSequence([seed, index, _LIGHT_STREAM])).permutation(len(kinds))
+    return [kinds[int(order[j % len(kinds)])] for j in range(lights)]
+
+
 def light_kinds(seed: int, index: int, lights: int) -> list[str]:
-    """Kinds of the scene's lights: a per-scene shuffle of all kinds, repeated, so small L still mixes day/night."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, index, _LIGHT_STREAM])).permutation(len(KINDS))
-    return [KINDS[int(order[j % len(KINDS)])] for j in range(lights)]
+    """The height-field renderer's light kinds of scene ``index``."""
+    return shuffled_kinds(seed, index, lights, KINDS)
 
 
 def make_scene(seed: int, index: int, lights: int) -> Scene:
