@@ -14,8 +14,6 @@ give byte-identical PNGs. numpy (and Pillow for PNG) only; everything is vectori
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ import numpy as np
 from .light import to_srgb8
 from .raytrace_scene import KINDS, NOISE_CELLS, Primitive, RTLight, RTSceneParams, Surface, sample_light, sample_scene
 from .scene import value_noise
-from .synth import SCENES_PER_MAP, check_args, prepare_out, publish, save_png, scene_dir, shuffled_kinds
+from .synth import LAYOUT, SCENES_PER_MAP, check_args, shuffled_kinds, write_scenes
 
 GENERATOR_VERSION = 1
 SUPERSAMPLE = 2  # rays per pixel along each axis; averaged in linear light before tone mapping
@@ -374,28 +372,8 @@ def write_raytrace_dataset(
     """Render ``scenes`` x ``lights`` clips into ``out`` in the layout of :func:`.synth.write_dataset`, atomically
     (a temporary sibling renamed at the end; a non-empty ``out`` only with ``overwrite``)."""
     check_args(scenes, lights, frames, size, stride)
-    out = Path(out).expanduser()
-    tmp = prepare_out(out, overwrite)
-    try:
-        records = []
-        for i in range(scenes):
-            scene = make_scene(seed, i, lights)
-            for j, clip in enumerate(scene_clips(scene, frames, size, stride)):
-                folder = tmp / scene_dir(i) / f"light_{j:02d}"
-                folder.mkdir(parents=True)
-                for t, image in enumerate(clip):
-                    save_png(folder / f"{t:05d}.png", image)
-            records.append({"index": i, "folder": scene_dir(i).as_posix(), "scene": scene.params.to_json(),
-                            "lights": [light.to_json() for light in scene.lights]})
-            if progress is not None:
-                progress(i + 1, scenes)
-        args = {"scenes": scenes, "lights": lights, "frames": frames, "size": size, "seed": seed, "stride": stride}
-        meta = {"generator": "relumix_core.data.raytrace", "version": GENERATOR_VERSION,
-                "layout": "map_NN/scene_NNNN/light_NN/NNNNN.png", "scenes_per_map": SCENES_PER_MAP,
-                "supersample": SUPERSAMPLE, "args": args, "scenes": records}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    args = {"scenes": scenes, "lights": lights, "frames": frames, "size": size, "seed": seed, "stride": stride}
+    header = {"generator": "relumix_core.data.raytrace", "version": GENERATOR_VERSION, "layout": LAYOUT,
+              "scenes_per_map": SCENES_PER_MAP, "supersample": SUPERSAMPLE}
+    return write_scenes(out, scenes, args, header, lambda i: make_scene(seed, i, lights),
+                        lambda scene: scene_clips(scene, frames, size, stride), overwrite, progress)

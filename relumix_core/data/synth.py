@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from .scene import NOISE_CELLS, Geometry, SceneParams, render_geometry, sample_s
 
 GENERATOR_VERSION = 1
 SCENES_PER_MAP = 25
+LAYOUT = "map_NN/scene_NNNN/light_NN/NNNNN.png"
 _LIGHT_STREAM = 1
 
 
@@ -123,26 +126,6 @@ def save_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, format="PNG", compress_level=1)
 
 
-def _write_scene(root: Path, scene: Scene, frames: int, size: int, stride: int) -> None:
-    geom = scene_geometry(scene, frames, size, stride)
-    for j, light in enumerate(scene.lights):
-        folder = root / scene_dir(scene.index) / f"light_{j:02d}"
-        folder.mkdir(parents=True)
-        for t, image in enumerate(render_light(geom, light)):
-            save_png(folder / f"{t:05d}.png", image)
-
-
-def _meta(seeds: dict, scenes: list[dict]) -> dict:
-    return {
-        "generator": "relumix_core.data.synth",
-        "version": GENERATOR_VERSION,
-        "layout": "map_NN/scene_NNNN/light_NN/NNNNN.png",
-        "scenes_per_map": SCENES_PER_MAP,
-        "args": seeds,
-        "scenes": scenes,
-    }
-
-
 def prepare_out(out: Path, overwrite: bool) -> Path:
     """Refuse a non-empty OUT unless overwriting; return a fresh temporary sibling to write into."""
     if out.exists() and not out.is_dir():
@@ -168,6 +151,43 @@ def publish(tmp: Path, out: Path) -> None:
         tmp.rename(out)
 
 
+def write_scenes(
+    out: str | Path,
+    scenes: int,
+    args: dict,
+    header: dict,
+    draw: Callable[[int], Any],
+    clips: Callable[[Any], Iterable[np.ndarray]],
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """The writing both renderers share: scene ``i`` drawn by ``draw(i)`` (with ``params`` and ``lights``), its
+    clips ([T,S,S,3] uint8, one per light) from ``clips(scene)``, written into ``out`` atomically (a temporary
+    sibling renamed at the end) with ``meta.json`` = ``header`` + ``args`` + the scenes' parameters."""
+    out = Path(out).expanduser()
+    tmp = prepare_out(out, overwrite)
+    try:
+        records = []
+        for i in range(scenes):
+            scene = draw(i)
+            for j, clip in enumerate(clips(scene)):
+                folder = tmp / scene_dir(i) / f"light_{j:02d}"
+                folder.mkdir(parents=True)
+                for t, image in enumerate(clip):
+                    save_png(folder / f"{t:05d}.png", image)
+            records.append({"index": i, "folder": scene_dir(i).as_posix(), "scene": scene.params.to_json(),
+                            "lights": [light.to_json() for light in scene.lights]})
+            if progress is not None:
+                progress(i + 1, scenes)
+        meta = {**header, "args": args, "scenes": records}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
 def write_dataset(
     out: str | Path,
     scenes: int,
@@ -181,21 +201,12 @@ def write_dataset(
 ) -> Path:
     """Render ``scenes`` x ``lights`` clips into ``out`` atomically (a temporary sibling renamed at the end)."""
     check_args(scenes, lights, frames, size, stride)
-    out = Path(out).expanduser()
-    tmp = prepare_out(out, overwrite)
-    try:
-        records = []
-        for i in range(scenes):
-            scene = make_scene(seed, i, lights)
-            _write_scene(tmp, scene, frames, size, stride)
-            records.append({"index": i, "folder": scene_dir(i).as_posix(), "scene": scene.params.to_json(),
-                            "lights": [light.to_json() for light in scene.lights]})
-            if progress is not None:
-                progress(i + 1, scenes)
-        args = {"scenes": scenes, "lights": lights, "frames": frames, "size": size, "seed": seed, "stride": stride}
-        (tmp / "meta.json").write_text(json.dumps(_meta(args, records), indent=1) + "\n")
-        publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    args = {"scenes": scenes, "lights": lights, "frames": frames, "size": size, "seed": seed, "stride": stride}
+    header = {"generator": "relumix_core.data.synth", "version": GENERATOR_VERSION, "layout": LAYOUT,
+              "scenes_per_map": SCENES_PER_MAP}
+
+    def clips(scene: Scene) -> Iterable[np.ndarray]:
+        geom = scene_geometry(scene, frames, size, stride)
+        return (render_light(geom, light) for light in scene.lights)
+
+    return write_scenes(out, scenes, args, header, lambda i: make_scene(seed, i, lights), clips, overwrite, progress)
