@@ -208,6 +208,12 @@ def find_weights(roots: list[Path]) -> list[dict]:
     return found
 
 
+def _shown(path: Path) -> str:
+    """A path as the results file records it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def last_weights_report() -> dict:
     roots = [ROOT, ROOT.parent]
     files = find_weights(roots)
@@ -308,7 +314,7 @@ def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data_state = ensure_data(args.data)
-    model, _ = load_relumix(WEIGHTS)
+    model, _ = load_relumix(str(args.checkpoint))
     model.eval()
     pipe = ReLumixPipeline(model)
     cfg = model.config
@@ -407,7 +413,7 @@ def measure(args: argparse.Namespace) -> dict:
                  "clips": [c.name for c in clips], "selection": "load_test_clips(pairs_per_scene=2, seed=0), the "
                  "first N: each scene's first light pair, as relumix eval orders them",
                  "frames": cfg.trained_frames, "size": list(clips[0].target.shape[-2:])},
-        "model": {"weights": str(WEIGHTS.relative_to(ROOT)), "default_steps": cfg.default_steps,
+        "model": {"weights": _shown(args.checkpoint), "default_steps": cfg.default_steps,
                   "detail_sigma": cfg.detail_sigma, "scale_factor": cfg.scale_factor, "seed": SEED},
         "variants": {name: {"settings": VARIANTS[name], **({"derived_from": DETAIL_OFF_OF[name]}
                                                             if name in DETAIL_OFF_OF else {}), **mean_of(v)}
@@ -499,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"there with '{SYNTH_CMD.format(out=DATA)}' when absent)")
     parser.add_argument("--clips", type=int, default=12,
                         help="validation clips (default 12: the first 12 scenes' first light pairs)")
+    parser.add_argument("--checkpoint", type=Path, default=WEIGHTS,
+                        help="the model to measure (default: the bundled relumix-tiny)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)

@@ -102,6 +102,10 @@ class VAELossConfig:
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     kl_weight: float = 1e-6
+    #: Extra L1 on the two chroma axes (red-blue, green-magenta) of the reconstruction error. Plain RGB losses let
+    #: relumix-tiny's first stage drop the green-magenta axis (``bench/colour_cast.py``: 3 % of a shift along it
+    #: survived the round trip), which every relit frame then shows as a pink or green cast.
+    chroma_weight: float = 0.0
     #: False fine-tunes the decoder alone (as Stability's ft-MSE VAE decoders were): the encoder, and so the latent
     #: space, the scale factor and a UNet trained on them, stay exactly as they are.
     train_encoder: bool = True

@@ -20,6 +20,15 @@ from ..pipeline.guidance import denoise_once
 from .config import TrainConfig
 from .edm import loss_weight, sample_sigmas, weighted_mse
 
+#: Unit colour-difference axes (rows: red-blue, green-magenta), orthogonal to grey: the chroma a loss on RGB
+#: weighs least, since most of a frame's variation is luma.
+CHROMA_AXES = torch.tensor([[1.0, 0.0, -1.0], [-1.0, 2.0, -1.0]]) / torch.tensor([[2.0**0.5], [6.0**0.5]])
+
+
+def chroma_l1(error: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error along the chroma axes of an RGB error [N, 3, H, W]."""
+    return torch.einsum("ac,nchw->nahw", CHROMA_AXES.to(error), error).abs().mean()
+
 
 @dataclass
 class StepResult:
@@ -71,8 +80,8 @@ def unet_step(model: ReLumixModel, batch: dict, config: TrainConfig, generator: 
 
 
 def vae_step(model: ReLumixModel, batch: dict, config: TrainConfig, generator: torch.Generator) -> StepResult:
-    """First-stage autoencoder loss on target clips: L1 + L2 reconstruction through the temporal decoder, plus KL
-    (a constant when the encoder is frozen, which then runs without gradients)."""
+    """First-stage autoencoder loss on target clips: L1 + L2 reconstruction through the temporal decoder, an
+    optional L1 on its chroma, plus KL (a constant when the encoder is frozen, which then runs without gradients)."""
     vae = model.component("vae")
     vae = getattr(vae, "module", vae)  # the stage is single-process (the trainer says so); no DDP wrapper needed
     device = next(vae.parameters()).device
@@ -86,10 +95,12 @@ def vae_step(model: ReLumixModel, batch: dict, config: TrainConfig, generator: t
     w = config.vae
     l1 = (recon - frames).abs().mean()
     l2 = (recon - frames).pow(2).mean()
+    chroma = chroma_l1(recon - frames)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3)).mean()
-    loss = w.l1_weight * l1 + w.l2_weight * l2 + w.kl_weight * kl
+    loss = w.l1_weight * l1 + w.l2_weight * l2 + w.kl_weight * kl + w.chroma_weight * chroma
     psnr = float(10 * torch.log10(4.0 / l2.detach().clamp_min(1e-10)))  # frames span [-1, 1]: range 2
-    stats = {"l1": float(l1.detach()), "kl": float(kl.detach()), "psnr": psnr, "latent_std": float(mean.detach().std())}
+    stats = {"l1": float(l1.detach()), "chroma_l1": float(chroma.detach()), "kl": float(kl.detach()), "psnr": psnr,
+             "latent_std": float(mean.detach().std())}
     return StepResult(loss, stats)
 
 

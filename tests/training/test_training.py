@@ -25,7 +25,7 @@ from relumix_core.training.config import ConfigError, dump_toml
 from relumix_core.training.data import StepSampler, item_index
 from relumix_core.training.edm import loss_weight, sample_sigmas, weighted_mse
 from relumix_core.training.ema import WeightAverage
-from relumix_core.training.steps import unet_inputs
+from relumix_core.training.steps import chroma_l1, unet_inputs
 
 pytest.importorskip("accelerate")
 
@@ -87,7 +87,7 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
     for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish", "tiny-unet-ema",
-                 "tiny-vae-decoder"):
+                 "tiny-vae-decoder", "tiny-vae-chroma"):
         config = load_config(name)
         copy = tmp_path / f"{name}.toml"
         copy.write_text(dump_toml(config))
@@ -109,6 +109,8 @@ def test_builtin_configs_load_and_round_trip(tmp_path):
     assert (decoder.stage, decoder.vae.train_encoder, decoder.model.path) == (
         "vae", False, f"{ema.run.output_dir}/model.safetensors")
     assert decoder.data.num_frames == ema.data.num_frames
+    chroma = load_config("tiny-vae-chroma")  # the latent lacks the axis: only the encoder can add it
+    assert chroma.vae.train_encoder and chroma.vae.chroma_weight > 0 and chroma.model.init == "checkpoint"
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
@@ -389,6 +391,31 @@ def test_decoder_fine_tune_keeps_the_encoder_the_unet_and_the_latent_scale(vae_r
     assert after.config.trained_frames == before.config.trained_frames == 4  # the UNet's, not data.num_frames
     with pytest.raises(ConfigError, match="fine-tunes the decoder of a trained model"):
         load_config("tiny-vae", ["vae.train_encoder=false"])
+
+
+def test_chroma_loss_sees_colour_errors_and_not_grey_ones():
+    grey = torch.full((2, 3, 4, 4), 0.3)  # the same error in every channel: a brightness error, no chroma
+    assert float(chroma_l1(grey)) == pytest.approx(0.0, abs=1e-7)
+    green = torch.zeros(2, 3, 4, 4)
+    green[:, 1] = 0.3  # too green: green-magenta error 0.3 * 2 / sqrt(6), red-blue none
+    assert float(chroma_l1(green)) == pytest.approx(0.3 * 2 / 6**0.5 / 2, rel=1e-5)
+    red = torch.zeros(2, 3, 4, 4)
+    red[:, 0] = 0.3  # too red: 0.3 / sqrt(2) on red-blue, 0.3 / sqrt(6) on green-magenta
+    assert float(chroma_l1(red)) == pytest.approx((0.3 / 2**0.5 + 0.3 / 6**0.5) / 2, rel=1e-5)
+
+
+def test_chroma_weight_adds_the_chroma_loss_to_a_vae_step(vae_run, data_root, tmp_path):
+    from relumix_core.training.steps import vae_step
+
+    model, _ = load_relumix(vae_run)
+    config = load_config("tiny-vae", tiny_overrides(data_root, tmp_path / "unused"))
+    batch = {"target": torch.rand(1, 2, 3, 32, 32)}
+    plain = vae_step(model, batch, config, torch.Generator().manual_seed(0))
+    config.vae.chroma_weight = 2.0
+    weighted = vae_step(model, batch, config, torch.Generator().manual_seed(0))
+    assert plain.stats["chroma_l1"] > 0
+    assert plain.stats["chroma_l1"] == pytest.approx(weighted.stats["chroma_l1"])  # same noise, same error
+    assert float(weighted.loss - plain.loss) == pytest.approx(2.0 * plain.stats["chroma_l1"], rel=1e-4)
 
 
 def test_weight_average_follows_its_formula_and_swaps_back():
