@@ -105,8 +105,9 @@ def model_methods(args: argparse.Namespace) -> tuple[dict, dict]:
         settings = replace(RelightSettings(), strategy=strategy, num_steps=args.steps).resolved(model)
         methods[f"relumix {strategy}"] = relumix_method(pipe, settings, seed=SEED)
         described[strategy] = {"steps": settings.num_steps, "window": settings.window, "overlap": settings.overlap,
-                               "detail_sigma": settings.detail_sigma, "min_guidance": settings.min_guidance,
-                               "max_guidance": settings.max_guidance}
+                               "detail_sigma": settings.detail_sigma, "detail_sigma_far": settings.detail_sigma_far,
+                               "colour_anchor": settings.colour_anchor, "reference_pin": settings.reference_pin,
+                               "min_guidance": settings.min_guidance, "max_guidance": settings.max_guidance}
     return methods, described
 
 
