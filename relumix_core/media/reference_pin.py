@@ -48,7 +48,10 @@ _IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
 
 def warp(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``images`` [N,C,H,W] sampled where the affine ``theta`` [2,3] (normalised coordinates, output -> input) points,
-    and [N,1,H,W] 1 where that lands inside the image, 0 outside."""
+    and [N,1,H,W] 1 where that lands inside the image, 0 outside. The identity returns ``images`` as they are
+    (sampling them at their own pixel centres would only add rounding, at full-HD cost)."""
+    if torch.equal(theta.cpu(), torch.tensor(_IDENTITY, dtype=theta.dtype)):
+        return images, torch.ones(images.shape[0], 1, *images.shape[-2:], dtype=images.dtype, device=images.device)
     grid = F.affine_grid(theta.to(images)[None].expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
     moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return moved, (grid.abs() <= 1).all(-1).to(images.dtype)[:, None]
@@ -108,8 +111,8 @@ def track_camera(source: torch.Tensor, key: int, frames: list[int]) -> dict[int,
 def _carried(ratio: torch.Tensor, source_key: torch.Tensor, frame: torch.Tensor, theta: torch.Tensor, blur: float
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """The keyframe's light carried by ``theta`` onto ``frame`` [1,3,H,W], and its pin weight [1,1,H,W]."""
-    moved_ratio, inside = warp(ratio, theta)
-    moved_key, _ = warp(source_key, theta)
+    moved, inside = warp(torch.cat([ratio, source_key], dim=1), theta)  # one grid for both
+    moved_ratio, moved_key = moved.split(3, dim=1)
     relit = ((frame + RATIO_EPS) * moved_ratio - RATIO_EPS).clamp(0.0, 1.0)
     difference = gaussian_blur((moved_key - frame).abs().mean(1, keepdim=True), blur)
     if PIN_FLOOR > 0:  # relative to the local brightness: in a dark clip every absolute difference is small

@@ -118,3 +118,13 @@ def test_the_pipeline_pins_at_the_output_size_and_leaves_the_keyframe() -> None:
     off, on = run(False), run(True)
     assert on.shape == (5, 3, 64, 64) and torch.equal(on[0], off[0])
     assert (on[1:] - video[1:] * 0.6).abs().mean() < 0.5 * (off[1:] - video[1:] * 0.6).abs().mean()
+
+
+def test_identity_warp_returns_the_images_and_a_shift_moves_them() -> None:
+    images = torch.rand(2, 6, 8, 10, generator=torch.Generator().manual_seed(0))
+    same, inside = warp(images, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert same is images and inside.shape == (2, 1, 8, 10) and bool((inside == 1).all())
+    shift = torch.tensor([[1.0, 0.0, 0.2], [0.0, 1.0, 0.0]])  # one pixel to the right (0.2 of a half-width of 5 px)
+    moved, inside = warp(images, shift)
+    torch.testing.assert_close(moved[..., :-1], images[..., 1:])
+    assert bool((inside[..., -1] == 0).all()) and bool((inside[..., :-1] == 1).all())
