@@ -48,6 +48,9 @@ class ModelConfig:
     path: str = ""
     #: ``keep`` the UNet of the init, or build a ``new`` one from the ablation switches (keeps VAE and CLIP).
     unet: str = "keep"
+    #: A ReLumix checkpoint whose first stage (autoencoder and latent scale) replaces the init's: warm-starts a
+    #: UNet across a retrained first stage, where a new UNet would start from nothing. Empty: keep the init's.
+    first_stage: str = ""
     seed: int = 0
 
 
@@ -225,6 +228,11 @@ def validate(config: TrainConfig, source: str) -> TrainConfig:
         raise ConfigError(
             f"{source}: vae.train_encoder = false fine-tunes the decoder of a trained model; set model.init = "
             "\"checkpoint\" and model.path to it"
+        )
+    if config.model.first_stage and (config.stage != "unet" or config.model.init != "checkpoint"):
+        raise ConfigError(
+            f"{source}: model.first_stage swaps the autoencoder under a trained UNet; it needs stage = \"unet\" "
+            "and model.init = \"checkpoint\""
         )
     if config.model.unet == "keep" and not (config.ablation.gates and config.ablation.embedding_fusion):
         if config.model.init != "tiny":

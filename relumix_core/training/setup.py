@@ -35,6 +35,8 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
         from ..checkpoints.loading import load_relumix
 
         model, _ = load_relumix(path, dtype=torch.float32)
+    if m.first_stage:
+        _swap_first_stage(model, Path(m.first_stage).expanduser())
     if m.unet == "new":
         model.unet = _new_unet(model, config)
     if config.stage == "unet" or config.vae.train_encoder:
@@ -42,6 +44,23 @@ def initial_model(config: TrainConfig) -> ReLumixModel:
         model.config.trained_frames = config.data.num_frames
         model.config.trained_size = config.data.size
     return model
+
+
+def _swap_first_stage(model: ReLumixModel, path: Path) -> None:
+    """Copy another checkpoint's autoencoder weights (the frame encoder shares its encoder) and latent scale."""
+    from ..checkpoints.loading import load_relumix
+
+    if not path.exists():
+        raise ReLumixError(f"model.first_stage {path} does not exist")
+    donor, _ = load_relumix(path, dtype=torch.float32)
+    for name in ("vae", "frame_encoder"):
+        if donor.config.components[name] != model.config.components[name]:
+            raise ReLumixError(
+                f"model.first_stage {path}: its {name} has another architecture than model.path's; the first stage "
+                "can only be swapped for one of the same shape"
+            )
+        model.component(name).load_state_dict(donor.component(name).state_dict())
+    model.config.scale_factor = donor.config.scale_factor
 
 
 def _new_unet(model: ReLumixModel, config: TrainConfig) -> nn.Module:

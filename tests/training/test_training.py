@@ -454,3 +454,27 @@ def test_weight_average_is_exported_and_resumes_exactly(vae_run, data_root, tmp_
         torch.testing.assert_close(weights[name].detach().float(), value)  # the export holds the average
     with pytest.raises(ConfigError, match="ema_decay must be in"):
         load_config("tiny-unet", ["optim.ema_decay=1.0"])
+
+
+def test_first_stage_swaps_the_autoencoder_and_its_scale_under_a_kept_unet(vae_run, data_root, tmp_path):
+    from relumix_core.training.setup import initial_model
+
+    unet_overrides = tiny_overrides(data_root, tmp_path / "unet", **{"model.path": str(vae_run), "run.max_steps": 1})
+    with_unet = train(load_config("tiny-unet", unet_overrides), show_progress=False)
+    other_overrides = tiny_overrides(data_root, tmp_path / "vae2", **{"run.max_steps": 1, "model.seed": 5})
+    other_vae = train(load_config("tiny-vae", other_overrides), show_progress=False)
+    overrides = [f"model.path={json.dumps(str(with_unet))}", f"model.first_stage={json.dumps(str(other_vae))}"]
+    model = initial_model(load_config("tiny-unet-refine", overrides))
+    (unet_source, _), (donor, _) = load_relumix(with_unet), load_relumix(other_vae)
+    got = model.state_dict()
+    for name, value in donor.state_dict().items():
+        if name.startswith(("vae.", "frame_encoder.")):
+            assert torch.equal(got[name], value), f"{name} was not taken from model.first_stage"
+    for name, value in unet_source.state_dict().items():
+        if name.startswith("unet."):
+            assert torch.equal(got[name], value), f"{name} was not kept from model.path"
+    assert not torch.equal(got["vae.decoder.conv_out.weight"], unet_source.state_dict()["vae.decoder.conv_out.weight"])
+    assert model.config.scale_factor == donor.config.scale_factor != unet_source.config.scale_factor
+    assert model.frame_encoder.encoder is model.vae.encoder
+    with pytest.raises(ConfigError, match="first_stage swaps the autoencoder"):
+        load_config("tiny-vae", [f"model.first_stage={json.dumps(str(other_vae))}"])
