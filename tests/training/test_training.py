@@ -87,7 +87,7 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
     for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish", "tiny-unet-ema",
-                 "tiny-vae-decoder", "tiny-vae-chroma"):
+                 "tiny-vae-decoder", "tiny-vae-chroma", "tiny-vae-colour", "tiny-unet-colour"):
         config = load_config(name)
         copy = tmp_path / f"{name}.toml"
         copy.write_text(dump_toml(config))
@@ -111,6 +111,10 @@ def test_builtin_configs_load_and_round_trip(tmp_path):
     assert decoder.data.num_frames == ema.data.num_frames
     chroma = load_config("tiny-vae-chroma")  # the latent lacks the axis: only the encoder can add it
     assert chroma.vae.train_encoder and chroma.vae.chroma_weight > 0 and chroma.model.init == "checkpoint"
+    colour_vae, colour_unet = load_config("tiny-vae-colour"), load_config("tiny-unet-colour")
+    assert colour_vae.model.init == "tiny" and colour_vae.vae.chroma_weight > 0  # a first stage from scratch
+    assert colour_unet.model.first_stage == f"{colour_vae.run.output_dir}/model.safetensors"
+    assert (colour_unet.model.init, colour_unet.model.unet) == ("checkpoint", "keep")
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
