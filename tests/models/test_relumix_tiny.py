@@ -33,7 +33,10 @@ def test_the_weights_are_small_and_the_card_names_their_digest_and_recipe() -> N
     digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
     assert re.search(rf"\b{digest}\b", card), "the model card's sha256 is stale: update it for the new weights"
     for command in ("relumix synth data/synth-train --scenes 400 --lights 4 --frames 14 --seed 1",
-                    "relumix train tiny-vae", "relumix train tiny-unet", "relumix train tiny-unet-ema --max-steps 1514",
+                    "git show 3da8fde:relumix_core/weights/relumix-tiny.safetensors",  # version 1, the UNet's start
+                    "relumix train tiny-vae-colour ", "relumix train tiny-vae-colour-long",
+                    "relumix train tiny-vae-colour-decoder", "relumix train tiny-unet-colour ",
+                    "relumix train tiny-unet-colour-long",
                     "--detail-sigma 0.75 --default-steps 4 --colour-anchor",
                     "--detail-sigma-far 24 --window-strategy anchor --reference-pin",
                     "relumix synth data/synth-test --scenes 20 --lights 4 --frames 8 --seed 9000"):

@@ -87,7 +87,8 @@ def test_a_run_saved_before_a_new_key_existed_still_resumes(tmp_path):
 
 def test_builtin_configs_load_and_round_trip(tmp_path):
     for name in ("relumix-svd", "tiny-vae", "tiny-unet", "tiny-unet-refine", "tiny-unet-polish", "tiny-unet-ema",
-                 "tiny-vae-decoder", "tiny-vae-chroma", "tiny-vae-colour", "tiny-unet-colour"):
+                 "tiny-vae-decoder", "tiny-vae-chroma", "tiny-vae-colour", "tiny-unet-colour", "tiny-vae-colour-long",
+                 "tiny-vae-colour-decoder", "tiny-unet-colour-long"):
         config = load_config(name)
         copy = tmp_path / f"{name}.toml"
         copy.write_text(dump_toml(config))
@@ -115,6 +116,15 @@ def test_builtin_configs_load_and_round_trip(tmp_path):
     assert colour_vae.model.init == "tiny" and colour_vae.vae.chroma_weight > 0  # a first stage from scratch
     assert colour_unet.model.first_stage == f"{colour_vae.run.output_dir}/model.safetensors"
     assert (colour_unet.model.init, colour_unet.model.unet) == ("checkpoint", "keep")
+    # relumix-tiny v2: the colour first stage trained on, its decoder tuned, the UNet moved onto it
+    long_vae, decoder_v2 = load_config("tiny-vae-colour-long"), load_config("tiny-vae-colour-decoder")
+    assert long_vae.model.path == f"{colour_vae.run.output_dir}/model.safetensors" and long_vae.vae.train_encoder
+    assert decoder_v2.model.path == f"{long_vae.run.output_dir}/model.safetensors" and not decoder_v2.vae.train_encoder
+    assert decoder_v2.data.num_frames == colour_unet.data.num_frames
+    unet_v2 = load_config("tiny-unet-colour-long")
+    assert unet_v2.model.path == f"{colour_unet.run.output_dir}/model.safetensors"
+    assert unet_v2.model.first_stage == f"{decoder_v2.run.output_dir}/model.safetensors"
+    assert (unet_v2.model.init, unet_v2.model.unet) == ("checkpoint", "keep") and unet_v2.optim.ema_decay > 0
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
