@@ -26,10 +26,11 @@ from relumix_core.models.vae_tiling import (
 
 WEIGHTS = bundled.BUNDLED_DIR / bundled.TINY_FILE
 SOURCE = Path(bundled.BUNDLED_DIR).parent / "assets" / "synthetic_source.png"
-#: Bounds for 32-pixel tiles, overlap 8, on relumix-tiny at 64x96 (measured: decode mean 0.047 / max 0.27 in [0, 1]
-#: image units, encode mean 0.15 / max 0.78 latent standard deviations). The error is spread over the whole tile, not
-#: at the seams: attention and GroupNorm statistics see 8x8 latents, half the size relumix-tiny was trained on.
-MAX_MEAN_DECODE, MAX_DECODE, MAX_MEAN_ENCODE, MAX_ENCODE = 0.06, 0.35, 0.2, 1.0
+#: Bounds for 32-pixel tiles, overlap 8, on relumix-tiny at 64x96 (measured on version 2: decode mean 0.077 / max 0.22
+#: in [0, 1] image units; version 1 gave 0.047 / 0.27, encode mean 0.15 / max 0.78 latent standard deviations). The
+#: error is spread over the whole tile, not at the seams (overlap 12 gives the same): attention and GroupNorm
+#: statistics see 8x8 latents, half the size relumix-tiny was trained on, and version 2's decoder leans on them more.
+MAX_MEAN_DECODE, MAX_DECODE, MAX_MEAN_ENCODE, MAX_ENCODE = 0.1, 0.35, 0.2, 1.0
 needs_tiny = pytest.mark.skipif(
     not WEIGHTS.is_file(),
     reason=f"the relumix-tiny weights are missing ({WEIGHTS}); reinstall or see the model card to train them",
